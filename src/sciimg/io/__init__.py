@@ -1,0 +1,42 @@
+"""Readers, writers and stores: files in, lazy images with geometry out."""
+
+from sciimg.io._atomic import atomic_path
+from sciimg.io._chunks import chunk_budget, chunks_for
+from sciimg.io._discover import Subject, discover_subjects
+from sciimg.io._dwi import open_dwi
+from sciimg.io._gradients import find_gradient_files, make_gtab, read_gradients
+from sciimg.io._image import Image
+from sciimg.io._nifti import open_nifti, write_nifti
+from sciimg.io._registry import list_readers, open_image, register_reader
+from sciimg.io._zarr import (
+    ZarrStoreWriter,
+    image_names,
+    iter_images,
+    open_zarr,
+    store_attrs,
+    write_zarr,
+)
+
+__all__ = [
+    "Image",
+    "Subject",
+    "ZarrStoreWriter",
+    "atomic_path",
+    "chunk_budget",
+    "chunks_for",
+    "discover_subjects",
+    "find_gradient_files",
+    "image_names",
+    "iter_images",
+    "list_readers",
+    "make_gtab",
+    "open_dwi",
+    "open_image",
+    "open_nifti",
+    "open_zarr",
+    "read_gradients",
+    "register_reader",
+    "store_attrs",
+    "write_nifti",
+    "write_zarr",
+]

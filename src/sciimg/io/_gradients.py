@@ -1,0 +1,107 @@
+"""Diffusion gradient tables: finding, reading and checking ``bval``/``bvec`` files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sciimg.errors import InputError
+
+__all__ = ["find_gradient_files", "make_gtab", "read_gradients"]
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def find_gradient_files(dwi: str | Path) -> tuple[Path, Path] | None:
+    """The ``bval``/``bvec`` files beside a diffusion series, if there are any.
+
+    Looks for BIDS/FSL siblings (``x.nii.gz`` → ``x.bval``, ``x.bvec``) and then for
+    the HCP names ``bvals``/``bvecs`` in the same folder.
+
+    Examples
+    --------
+    >>> find_gradient_files("/nonexistent/sub-01_dwi.nii.gz") is None
+    True
+    """
+    dwi = Path(dwi)
+    stem = _stem(dwi)
+    for bval, bvec in (
+        (dwi.with_name(stem + ".bval"), dwi.with_name(stem + ".bvec")),
+        (dwi.with_name("bvals"), dwi.with_name("bvecs")),
+    ):
+        if bval.is_file() and bvec.is_file():
+            return bval, bvec
+    return None
+
+
+def make_gtab(bvals: np.ndarray, bvecs: np.ndarray, *, source: str | Path = "gradients"):
+    """A dipy ``GradientTable``, with dipy's complaints turned into one-line errors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gtab = make_gtab(np.array([0.0, 1000.0]), np.array([[0, 0, 0], [1.0, 0, 0]]))
+    >>> gtab.bvals.tolist()
+    [0.0, 1000.0]
+    """
+    from dipy.core.gradients import gradient_table
+
+    try:
+        return gradient_table(np.asarray(bvals, float), bvecs=np.asarray(bvecs, float))
+    except ValueError as exc:
+        raise InputError(source, f"invalid gradient table: {exc}") from exc
+
+
+def read_gradients(bval: str | Path, bvec: str | Path, *, n_volumes: int | None = None,
+                   image: str | Path | None = None):
+    """Read ``bval``/``bvec`` files into a dipy ``GradientTable`` and check them.
+
+    Parameters
+    ----------
+    bval, bvec : str or Path
+        FSL-style text files (one row of b-values; three rows of unit vectors).
+    n_volumes : int, optional
+        Volumes in the diffusion series; the files must list exactly that many.
+    image : str or Path, optional
+        The series the table belongs to, named in mismatch errors.
+
+    Raises
+    ------
+    InputError
+        A file is unreadable, malformed, or does not match ``n_volumes``.
+
+    Examples
+    --------
+    >>> from dipy.data import get_fnames
+    >>> _, fbval, fbvec = get_fnames(name="small_64D")
+    >>> read_gradients(fbval, fbvec, n_volumes=65).bvals.shape
+    (65,)
+    """
+    from dipy.io.gradients import read_bvals_bvecs
+
+    bval, bvec = Path(bval), Path(bvec)
+    try:
+        bvals, bvecs = read_bvals_bvecs(str(bval), str(bvec))
+    except (OSError, ValueError) as exc:
+        raise InputError(bval, f"cannot read gradient files with {bvec.name}: {exc}") from exc
+    if bvals is None or bvecs is None or bvals.ndim != 1 or bvecs.shape[-1] != 3:
+        raise InputError(bval, "malformed b-values/b-vectors")
+    if len(bvals) != len(bvecs):
+        raise InputError(bvec, f"has {len(bvecs)} vectors but {bval.name} has "
+                         f"{len(bvals)} b-values")
+    if n_volumes is not None and len(bvals) != n_volumes:
+        where = Path(image).name if image is not None else "the image"
+        raise InputError(bval, f"lists {len(bvals)} b-values but {where} has "
+                         f"{n_volumes} volumes")
+    # Scanners write NaN vectors for b0 volumes and dipy zeroes them; vectors of
+    # weighted volumes are checked by dipy (unit norm).
+    if not np.all(np.isfinite(bvals)):
+        raise InputError(bval, "b-values contain NaN or infinity")
+    return make_gtab(bvals, bvecs, source=bvec)
