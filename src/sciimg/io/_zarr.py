@@ -95,8 +95,7 @@ class ZarrStoreWriter:
     >>> img = Image(da.ones((4, 4, 2), dtype="f4"), np.eye(4), ("x", "y", "z"),
     ...             (1.0, 1.0, 1.0))
     >>> w = ZarrStoreWriter(os.path.join(tempfile.mkdtemp(), "s.zarr"))
-    >>> dask.compute(w.add("ones", img))
-    (None,)
+    >>> _ = dask.compute(*w.store_all({"ones": img}))
     >>> w.commit().name
     's.zarr'
     """
@@ -113,8 +112,7 @@ class ZarrStoreWriter:
         self.root.attrs["sciimg"] = {"version": __version__, **dict(attrs or {})}
 
     def add(self, name: str, image: Image, *, chunks: Any = None):
-        """Create image group ``name`` and return the lazy write of its voxels."""
-        import dask.array as da
+        """Create image group ``name``; return ``(voxels, zarr array)`` to store."""
 
         data = image.data.transpose(tuple(reversed(range(image.data.ndim))))
         if chunks is None:
@@ -128,7 +126,21 @@ class ZarrStoreWriter:
             dimension_names=list(reversed(image.dims)),
             fill_value=0,
         )
-        return da.store(data, target, lock=False, compute=False)
+        return data, target
+
+    def store_all(self, images: Mapping[str, Image]):
+        """Create every image group; return the lazy writes of their voxels.
+
+        The writes are dask arrays that compute to nothing; compute them together
+        (one ``dask.compute`` or ``client.compute`` call) so that work they share,
+        such as a tensor fit behind several maps, is done once.
+        """
+        import dask.array as da
+
+        pairs = [self.add(name, image) for name, image in images.items()]
+        stored = da.store([p[0] for p in pairs], [p[1] for p in pairs], lock=False,
+                          compute=False)
+        return list(stored) if isinstance(stored, tuple) else [stored]
 
     def update_attrs(self, attrs: Mapping[str, Any]) -> None:
         self.root.attrs["sciimg"] = {**self.root.attrs["sciimg"], **dict(attrs)}
@@ -161,7 +173,7 @@ def write_zarr(path: str | Path, images: Mapping[str, Image], *,
 
     writer = ZarrStoreWriter(path, attrs=attrs, budget=budget)
     try:
-        dask.compute(*[writer.add(name, img) for name, img in images.items()])
+        dask.compute(*writer.store_all(images))
     except BaseException:
         writer.abort()
         raise

@@ -68,4 +68,4 @@ def mean_b0(data, bvals, *, threshold: float = 10.0, budget=None):
     # All b0 volumes of a voxel in one chunk: the mean is then exactly numpy's.
     b0 = b0.rechunk(chunks_for(b0.shape, b0.dtype, budget=budget, whole=(3,)))
     return b0.map_blocks(_mean_last, drop_axis=3, dtype=data.dtype,
-                         name="mean_b0")
+                         token="mean_b0")

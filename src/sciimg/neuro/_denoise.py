@@ -49,7 +49,7 @@ def estimate_sigma(data, *, n_coils: int = 0):
     data = _per_volume(data)
     return data.map_blocks(_sigma_block, n_coils, drop_axis=(0, 1, 2),
                            chunks=(data.chunks[3],), dtype=np.float32,
-                           name="estimate_sigma")
+                           token="estimate_sigma")
 
 
 def _nlmeans_block(block, sigma, mask, *, patch_radius, block_radius, rician,
@@ -137,7 +137,7 @@ def nlmeans(
     mask = mask.rechunk(-1)
     return da.blockwise(
         _nlmeans_block, "ijkv", data, "ijkv", sigma, "v", mask, "ijk",
-        dtype=data.dtype, name=f"nlmeans_{method}",
+        dtype=data.dtype, token=f"nlmeans_{method}",
         patch_radius=patch_radius, block_radius=block_radius, rician=rician,
         method=method,
     )

@@ -77,7 +77,7 @@ def tensor_maps(params, *, dtype=np.float32) -> dict:
             kwargs = {"new_axis": 4}
         chunks = params.chunks[:3] + tuple((n,) for n in tail)
         out[name] = params.map_blocks(
-            _derive, name, chunks=chunks, dtype=np.float64, name=f"dti_{name}",
+            _derive, name, chunks=chunks, dtype=np.float64, token=f"dti_{name}",
             **kwargs,
         ).astype(dtype)
     return out
@@ -147,7 +147,7 @@ def fit_dti(
         mask = mask.astype(bool).rechunk(data.chunks[:3])
     params = da.blockwise(
         _fit_block, "ijkp", data, "ijkv", mask, "ijk",
-        new_axes={"p": 12}, concatenate=True, dtype=np.float64, name="fit_dti",
+        new_axes={"p": 12}, concatenate=True, dtype=np.float64, token="fit_dti",
         gtab=gtab, fit_method=fit_method,
     )
     return tensor_maps(params, dtype=dtype)

@@ -61,5 +61,5 @@ def median_otsu_mask(b0, *, median_radius: int = 4, numpass: int = 2,
     whole = b0.rechunk(b0.shape)
     return whole.map_blocks(
         _median_otsu, median_radius, numpass, dilate, finalize_mask,
-        dtype=bool, name="median_otsu",
+        dtype=bool, token="median_otsu",
     )

@@ -1,0 +1,249 @@
+"""The pipeline configuration: one pydantic schema, the single source of keys,
+defaults and error messages for YAML files, the CLI and Python callers alike."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import field_validator
+
+from sciimg.errors import ConfigError
+from sciimg.pipeline.steps import (
+    Step,
+    builtin_steps,
+    load_function,
+    resolve_arguments,
+)
+
+__all__ = ["ClusterConfig", "InputConfig", "PipelineConfig", "PlannedStep",
+           "load_config"]
+
+#: Names each pipeline offers its steps before any step has run.
+PIPELINE_INPUTS = {"neuro": ("dwi", "gtab", "affine", "zooms", "subject", "budget")}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputConfig(_Strict):
+    """``input``: where the subjects are."""
+
+    path: str | list[str] = Field(
+        description="BIDS or HCP folder, one file, or a list of files")
+
+
+class ClusterConfig(_Strict):
+    """``cluster``: the Dask cluster to run on."""
+
+    scheduler: str | None = Field(
+        None, description="address of a running scheduler, e.g. tcp://host:8786; "
+        "default: start a LocalCluster")
+    n_workers: int | None = Field(None, ge=1, description="default: one per core")
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str | None = Field(
+        "auto", description="per worker, e.g. 4GB; 'auto' shares the machine's memory")
+    processes: bool = True
+    dashboard_address: str | None = Field(":8787", description="':0' for any port")
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A step with its validated parameters, ready to run."""
+
+    name: str
+    step: Step
+    params: dict[str, Any]
+    inputs: dict[str, str]
+
+
+class PipelineConfig(_Strict):
+    """A whole run: pipeline, input, output, steps, export, cluster.
+
+    Examples
+    --------
+    >>> cfg = load_config({"pipeline": "neuro", "input": {"path": "data"},
+    ...                    "output": "out"})
+    >>> [s.name for s in cfg.plan()]
+    ['mask', 'denoise', 'dti']
+    """
+
+    pipeline: Literal["neuro"]
+    input: InputConfig
+    output: Path
+    steps: dict[str, dict[str, Any] | None] | None = None
+    export: list[str] = Field(default_factory=list)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    chunk_memory: str | None = Field(
+        None, description="bytes per chunk, e.g. 64MiB; default Dask's "
+        "array.chunk-size")
+
+    _plan: list[PlannedStep] = PrivateAttr(default_factory=list)
+
+    @field_validator("chunk_memory")
+    @classmethod
+    def _bytes(cls, value: str | None) -> str | None:
+        from dask.utils import parse_bytes
+
+        if value is not None:
+            try:
+                parse_bytes(value)
+            except (ValueError, TypeError) as exc:
+                msg = f"expected a size such as '64MiB', got {value!r}"
+                raise ValueError(msg) from exc
+        return value
+
+    def plan(self) -> list[PlannedStep]:
+        """The steps in order, with parameters validated and defaults filled."""
+        return list(self._plan)
+
+    def outputs(self) -> list[str]:
+        """Every result the steps produce, in order."""
+        return [o for s in self._plan for o in s.step.outputs]
+
+    def fingerprint(self) -> str:
+        """Hash of what determines the results (not where they go or what runs them)."""
+        science = {
+            "pipeline": self.pipeline,
+            "steps": [(s.name, s.params, s.inputs,
+                       f"{s.step.func.__module__}:{s.step.func.__qualname__}")
+                      for s in self._plan],
+            "chunk_memory": self.chunk_memory,
+        }
+        blob = json.dumps(science, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def _pydantic_lines(exc: ValidationError, prefix: tuple = ()) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = _loc(prefix + tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in err and not isinstance(err["input"], dict | list):
+            msg = f"{msg} (got {err['input']!r})"
+        lines.append(f"{loc}: {msg}")
+    return lines
+
+
+def _plan_steps(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str]]:
+    builtins = builtin_steps(cfg.pipeline)
+    entries = cfg.steps if cfg.steps is not None else dict.fromkeys(builtins)
+    available = set(PIPELINE_INPUTS[cfg.pipeline])
+    plan, errors = [], []
+    for name, raw in entries.items():
+        entry = dict(raw or {})
+        where = f"steps.{name}"
+        inputs = entry.pop("inputs", None) or {}
+        if not isinstance(inputs, dict):
+            errors.append(f"{where}.inputs: expected a mapping of parameter: result")
+            continue
+        try:
+            if "function" in entry:
+                extra = set(entry) - {"function", "params", "outputs"}
+                if extra:
+                    raise ConfigError(f"unknown key {sorted(extra)[0]!r} (a step of "
+                                      "your own takes function, params, inputs, "
+                                      "outputs)")
+                func = load_function(str(entry["function"]))
+                outputs = tuple(entry.get("outputs") or (name,))
+                step = Step(name, func, outputs)
+                params = dict(entry.get("params") or {})
+            elif name in builtins:
+                step = builtins[name]
+                try:
+                    params = step.params(**entry).model_dump() if step.params else {}
+                except ValidationError as exc:
+                    errors.extend(_pydantic_lines(exc, ("steps", name)))
+                    continue
+            else:
+                raise ConfigError(
+                    f"unknown step; built-in {cfg.pipeline} steps are "
+                    f"{', '.join(builtins)}, and a step of your own needs "
+                    "'function: module:function'")
+            resolve_arguments(step, available, params, inputs)
+        except ConfigError as exc:
+            errors.append(f"{where}: {exc}")
+            continue
+        plan.append(PlannedStep(name, step, params, dict(inputs)))
+        available |= set(step.outputs)
+    return plan, errors
+
+
+def load_config(source: str | Path | Mapping[str, Any],
+                overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+    """Read and validate a pipeline configuration.
+
+    Parameters
+    ----------
+    source : path or mapping
+        A YAML file, or the same content as a dict.
+    overrides : mapping, optional
+        Top-level sections merged over the file's (e.g. ``{"cluster": {...}}``).
+
+    Returns
+    -------
+    PipelineConfig
+
+    Raises
+    ------
+    ConfigError
+        One line per problem, each naming the key and what was expected.
+
+    Examples
+    --------
+    >>> load_config({"pipeline": "neuro", "input": {"path": "d"}, "output": "o",
+    ...              "steps": {"denoise": {"method": "fast"}}})
+    Traceback (most recent call last):
+    ...
+    sciimg.errors.ConfigError: config: steps.denoise.method: Input should be 'classic' or 'blockwise' (got 'fast')
+    """
+    origin = "config"
+    if isinstance(source, Mapping):
+        raw = dict(source)
+    else:
+        origin = str(source)
+        try:
+            raw = yaml.safe_load(Path(source).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{origin}: no such file") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or exc
+            raise ConfigError(f"{origin}: not valid YAML ({problem}{where})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{origin}: expected a mapping of keys at the top level")
+    for key, value in (overrides or {}).items():
+        if isinstance(value, Mapping) and isinstance(raw.get(key), Mapping):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    try:
+        cfg = PipelineConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(f"{origin}: {line}"
+                                    for line in _pydantic_lines(exc))) from None
+    plan, errors = _plan_steps(cfg)
+    outputs = {o for s in plan for o in s.step.outputs}
+    errors += [f"export: {name!r} is not a result of the steps "
+               f"(results: {', '.join(sorted(outputs))})"
+               for name in cfg.export if name not in outputs]
+    if errors:
+        raise ConfigError("\n".join(f"{origin}: {line}" for line in errors))
+    cfg._plan = plan
+    return cfg

@@ -1,0 +1,351 @@
+"""Running a pipeline over many subjects: graphs, resume, outputs and ``run.json``.
+
+Each subject becomes one Dask computation ending in the writes of its Zarr store,
+so subjects run side by side on the cluster, a failure stays with its subject,
+and nothing waits on a barrier. A store is written under a temporary name and
+renamed when complete; a store whose recorded fingerprint matches the config and
+the input files is skipped on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sciimg._version import __version__
+from sciimg.errors import InputError
+from sciimg.io import (
+    Image,
+    Subject,
+    ZarrStoreWriter,
+    atomic_path,
+    discover_subjects,
+    open_dwi,
+    open_zarr,
+    store_attrs,
+    write_nifti,
+)
+from sciimg.io._atomic import remove
+from sciimg.io._image import default_dims
+from sciimg.pipeline import neuro_steps  # noqa: F401  (registers the neuro steps)
+from sciimg.pipeline.config import PipelineConfig
+from sciimg.pipeline.steps import resolve_arguments
+
+__all__ = ["RunReport", "SubjectResult", "run_pipeline"]
+
+
+@dataclass
+class SubjectResult:
+    """What happened to one subject."""
+
+    id: str
+    status: str  # "done", "skipped" or "failed"
+    seconds: float | None = None
+    error: str | None = None
+    store: str | None = None
+    exports: list[str] = field(default_factory=list)
+    steps: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    """The outcome of a run, as saved in ``run.json``."""
+
+    pipeline: str
+    output: str
+    started: str
+    finished: str
+    wall_seconds: float
+    config: dict[str, Any]
+    fingerprint: str
+    versions: dict[str, str]
+    cluster: dict[str, Any]
+    subjects: list[SubjectResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status != "failed" for s in self.subjects)
+
+    def counts(self) -> dict[str, int]:
+        out = {"done": 0, "skipped": 0, "failed": 0}
+        for s in self.subjects:
+            out[s.status] += 1
+        return out
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "sciimg": __version__}
+    for pkg in ("dask", "distributed", "dipy", "nibabel", "zarr", "numpy", "scipy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, InputError) else f"{type(exc).__name__}: {text}"
+
+
+def _subject_fingerprint(cfg: PipelineConfig, subject: Subject) -> str:
+    files = [p for p in (subject.dwi, subject.bval, subject.bvec) if p is not None]
+    from sciimg.io import find_gradient_files
+
+    files += list(find_gradient_files(subject.dwi) or ())
+    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
+             for p in files if p.exists()]
+    blob = json.dumps([cfg.fingerprint(), stats]).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _graph_keys(arrays) -> set:
+    keys: set = set()
+    for a in arrays:
+        keys |= set(a.__dask_graph__().keys())
+    return keys
+
+
+def _as_image(name: str, value: Any, dwi: Image, dims) -> Image:
+    import dask.array as da
+    import numpy as np
+
+    if isinstance(value, Image):
+        return value
+    if isinstance(value, np.ndarray):
+        value = da.from_array(value)
+    if not isinstance(value, da.Array):
+        msg = f"result {name!r} is a {type(value).__name__}, not an array"
+        raise TypeError(msg)
+    if value.shape[:3] != dwi.shape[:3]:
+        msg = (f"result {name!r} has shape {value.shape}; results must be images on "
+               f"the subject's grid {dwi.shape[:3]}")
+        raise ValueError(msg)
+    dims = dims or default_dims(value.ndim)
+    gtab = dwi.gtab if value.shape == dwi.shape else None
+    return Image(value, dwi.affine, tuple(dims), dwi.zooms, gtab=gtab,
+                 source=dwi.source)
+
+
+@dataclass
+class _Job:
+    """One subject's graph, waiting to be computed."""
+
+    subject: Subject
+    fingerprint: str
+    writer: ZarrStoreWriter
+    targets: list  # lazy writes of every image of the store
+    owners: dict[Any, str]  # task key -> step name
+
+
+def _build(cfg: PipelineConfig, subject: Subject, fingerprint: str) -> _Job:
+    budget = cfg.chunk_memory
+    dwi = open_dwi(subject.dwi, bval=subject.bval, bvec=subject.bvec, budget=budget)
+    results: dict[str, Any] = {
+        "dwi": dwi.data, "gtab": dwi.gtab, "affine": dwi.affine, "zooms": dwi.zooms,
+        "subject": subject.id, "budget": budget,
+    }
+    owners = dict.fromkeys(_graph_keys([dwi.data]), "read")
+    images: dict[str, Image] = {}
+    for planned in cfg.plan():
+        args = resolve_arguments(planned.step, results, planned.params, planned.inputs)
+        out = planned.step.func(**args)
+        if not isinstance(out, dict):
+            out = {planned.step.outputs[0]: out}
+        missing = set(planned.step.outputs) - set(out)
+        if missing:
+            msg = f"step {planned.name!r} did not return {sorted(missing)}"
+            raise ValueError(msg)
+        for name, value in out.items():
+            image = _as_image(name, value, dwi, planned.step.dims.get(name))
+            images[name] = image
+            results[name] = image.data
+        for key in _graph_keys(images[n].data for n in out) - owners.keys():
+            owners[key] = planned.name
+    writer = ZarrStoreWriter(
+        cfg.output / f"{subject.id}.zarr", budget=budget,
+        attrs={"subject": subject.id, "pipeline": cfg.pipeline,
+               "fingerprint": fingerprint, "source": str(subject.dwi),
+               "config": cfg.model_dump(mode="json")},
+    )
+    try:
+        targets = writer.store_all(images)
+    except BaseException:
+        writer.abort()
+        raise
+    for key in _graph_keys(targets):
+        owners.setdefault(key, "write")
+    return _Job(subject, fingerprint, writer, targets, owners)
+
+
+def _export(cfg: PipelineConfig, subject_id: str, store: Path) -> list[str]:
+    paths = []
+    for name in cfg.export:
+        out = cfg.output / subject_id / f"{name}.nii.gz"
+        if not out.exists():
+            write_nifti(open_zarr(store, name), out)
+        paths.append(str(out.relative_to(cfg.output)))
+    return paths
+
+
+def _step_times(records: list[dict], owners: dict) -> tuple[dict, float | None]:
+    """Per-step compute seconds (summed over tasks), task count and span."""
+    per_step: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"compute_s": 0.0, "tasks": 0, "start": float("inf"), "stop": 0.0})
+    first, last = float("inf"), 0.0
+    for rec in records:
+        step = owners.get(rec["key"])
+        if step is None:
+            continue
+        for ss in rec.get("startstops", ()):
+            if ss.get("action") != "compute":
+                continue
+            s = per_step[step]
+            s["compute_s"] += ss["stop"] - ss["start"]
+            s["tasks"] += 1
+            s["start"], s["stop"] = min(s["start"], ss["start"]), max(s["stop"],
+                                                                     ss["stop"])
+            first, last = min(first, ss["start"]), max(last, ss["stop"])
+    out = {
+        name: {"compute_s": round(s["compute_s"], 4), "tasks": int(s["tasks"]),
+               "span_s": round(s["stop"] - s["start"], 4)}
+        for name, s in per_step.items()
+    }
+    return out, (round(last - first, 4) if last >= first else None)
+
+
+def _clear_stale(output: Path) -> None:
+    """Remove temporaries left by an interrupted run (never a finished output)."""
+    for tmp in output.glob(".*.tmp-*"):
+        remove(tmp)
+
+
+def run_pipeline(cfg: PipelineConfig, *, force: bool = False, client=None,
+                 progress: bool = False, log=print) -> RunReport:
+    """Run a pipeline over all subjects of its input.
+
+    Parameters
+    ----------
+    cfg : PipelineConfig
+        From :func:`~sciimg.pipeline.load_config`.
+    force : bool
+        Recompute subjects whose outputs are already complete for this config.
+    client : distributed.Client, optional
+        Use this client; by default one is made from ``cfg.cluster`` (and closed).
+    progress : bool
+        Show a progress bar of the tasks.
+    log : callable
+        Where to say what is going on (the dashboard address, for one).
+
+    Returns
+    -------
+    RunReport
+        Also saved as ``<output>/run.json``.
+
+    Examples
+    --------
+    >>> from sciimg.pipeline import load_config
+    >>> cfg = load_config("pipelines/neuro/demo.yaml")  # doctest: +SKIP
+    >>> report = run_pipeline(cfg)                       # doctest: +SKIP
+    """
+    from sciimg.pipeline.cluster import connect
+
+    t0, started = time.perf_counter(), datetime.now(UTC)
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
+    _clear_stale(output)
+    results: dict[str, SubjectResult] = {}
+    jobs: list[_Job] = []
+    for subject in discover_subjects(cfg.input.path):
+        store = output / f"{subject.id}.zarr"
+        try:
+            fingerprint = _subject_fingerprint(cfg, subject)
+            if (not force and store.is_dir()
+                    and store_attrs(store).get("fingerprint") == fingerprint):
+                attrs = store_attrs(store)
+                results[subject.id] = SubjectResult(
+                    subject.id, "skipped", attrs.get("seconds"), store=store.name,
+                    exports=_export(cfg, subject.id, store),
+                    steps=attrs.get("timings", {}))
+                continue
+            jobs.append(_build(cfg, subject, fingerprint))
+        except Exception as exc:  # one bad subject must not stop the others
+            results[subject.id] = SubjectResult(subject.id, "failed",
+                                                error=_one_line(exc))
+    cluster_info: dict[str, Any] = {}
+    if jobs:
+        if client is None:
+            with connect(cfg.cluster) as own:
+                cluster_info = _compute(jobs, own, results, cfg, progress, log)
+        else:
+            cluster_info = _compute(jobs, client, results, cfg, progress, log)
+    finished = datetime.now(UTC)
+    report = RunReport(
+        pipeline=cfg.pipeline, output=str(output),
+        started=started.isoformat(timespec="seconds"),
+        finished=finished.isoformat(timespec="seconds"),
+        wall_seconds=round(time.perf_counter() - t0, 3),
+        config=cfg.model_dump(mode="json"), fingerprint=cfg.fingerprint(),
+        versions=_versions(), cluster=cluster_info,
+        subjects=[results[k] for k in sorted(results)],
+    )
+    with atomic_path(output / "run.json") as tmp:
+        tmp.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
+    return report
+
+
+def _compute(jobs: list[_Job], client, results: dict[str, SubjectResult],
+             cfg: PipelineConfig, progress: bool, log) -> dict[str, Any]:
+    from distributed import get_task_stream, wait
+
+    info = client.scheduler_info()
+    workers = info.get("workers", {})
+    cluster_info = {
+        "scheduler": client.scheduler.address,
+        "dashboard": client.dashboard_link,
+        "workers": len(workers),
+        "threads": sum(w.get("nthreads", 0) for w in workers.values()),
+    }
+    log(f"Dask dashboard: {client.dashboard_link}")
+    with get_task_stream(client) as stream:
+        # One computation per subject: subjects share no barrier and a failure
+        # stays with its subject. The graph is not re-optimised, so task keys stay
+        # those of the steps, for the per-step timings.
+        futures = [client.compute(job.targets, optimize_graph=False) for job in jobs]
+        if progress:
+            from distributed import progress as show_progress
+
+            show_progress([f for fs in futures for f in fs])
+        wait([f for fs in futures for f in fs])
+    records = stream.data
+    for job, futs in zip(jobs, futures, strict=True):
+        sid = job.subject.id
+        failed = [f for f in futs if f.status != "finished"]
+        if failed:
+            job.writer.abort()
+            results[sid] = SubjectResult(sid, "failed",
+                                         error=_one_line(failed[0].exception()))
+            log(f"{sid}: failed: {results[sid].error}")
+            continue
+        steps, seconds = _step_times(records, job.owners)
+        try:
+            job.writer.update_attrs({"timings": steps, "seconds": seconds})
+            store = job.writer.commit()
+            exports = _export(cfg, sid, store)
+        except Exception as exc:
+            job.writer.abort()
+            results[sid] = SubjectResult(sid, "failed", error=_one_line(exc))
+            continue
+        results[sid] = SubjectResult(sid, "done", seconds, store=store.name,
+                                     exports=exports, steps=steps)
+        log(f"{sid}: done in {seconds} s")
+    return cluster_info
