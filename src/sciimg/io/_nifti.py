@@ -23,6 +23,26 @@ __all__ = ["NiftiReader", "open_nifti", "write_nifti"]
 _READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, struct.error)
 
 
+def _load(path: Path, **kwargs: Any):
+    """``nibabel.load``, also for files whose name does not end in .nii/.nii.gz.
+
+    The registry recognises NIfTI by its header bytes, so a misnamed file is still
+    opened (uncompressed ones only: nibabel picks decompression by suffix).
+    """
+    import nibabel as nib
+
+    if path.name.endswith((".nii", ".nii.gz")):
+        return nib.load(path, **kwargs)
+    holder = nib.fileholders.FileHolder(filename=str(path))
+    for klass in (nib.Nifti1Image, nib.Nifti2Image):
+        try:
+            return klass.from_file_map({"image": holder, "header": holder}, **kwargs)
+        except (nib.filebasedimages.ImageFileError, *_READ_ERRORS):
+            continue
+    msg = f"Cannot read {path} as NIfTI"
+    raise nib.filebasedimages.ImageFileError(msg)
+
+
 class _NiftiVoxels:
     """Array-like over a NIfTI file's voxels for ``da.from_array``.
 
@@ -46,11 +66,9 @@ class _NiftiVoxels:
     def _open(self):
         with self._lock:
             if self._proxy is None:
-                import nibabel as nib
-
                 # keep_file_open lets indexed_gzip reuse its index between chunks
                 # instead of inflating a .nii.gz from the start for every read.
-                self._proxy = nib.load(self.path, keep_file_open=True).dataobj
+                self._proxy = _load(self.path, keep_file_open=True).dataobj
         return self._proxy
 
     def __getitem__(self, key):
@@ -121,7 +139,7 @@ def open_nifti(
 
     path = Path(path)
     try:
-        img = nib.load(path)
+        img = _load(path)
     except FileNotFoundError as exc:
         raise InputError(path, "does not exist") from exc
     except (nib.filebasedimages.ImageFileError, *_READ_ERRORS) as exc:
