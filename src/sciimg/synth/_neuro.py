@@ -98,7 +98,7 @@ def make_neuro_phantom(shape=(32, 32, 20), *, gtab=None, snr: float = 20.0,
     shape = tuple(int(n) for n in shape)
     # Normalised coordinates in [-1, 1] over the field of view.
     grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
-    radii = np.array([0.82, 0.86, 0.80]) * rng.uniform(0.95, 1.05, 3)
+    radii = np.array([0.92, 0.94, 0.90]) * rng.uniform(0.96, 1.02, 3)
     r = np.sqrt(sum((g / a) ** 2 for g, a in zip(grid, radii, strict=True)))
     x, y, z = grid
 
