@@ -10,9 +10,11 @@ import numpy as np
 
 __all__ = ["LABELS", "NeuroPhantom", "make_neuro_phantom", "write_neuro_dataset"]
 
-#: Tissue labels of the phantom.
-LABELS = {0: "background", 1: "csf", 2: "grey matter", 3: "white matter",
-          4: "white matter crossing"}
+#: Labels of the phantom: tissues, and white matter split by fibre orientation so
+#: that each label is a region of one noiseless signal.
+LABELS = {0: "background", 1: "csf", 2: "grey matter", 3: "white matter (z)",
+          4: "white matter crossing (x and y)", 5: "white matter bundle (x)",
+          6: "white matter bundle (y)"}
 
 # Diffusivities (mm²/s) and b0 signal per tissue, typical of adult brain at 3 T.
 _CSF = (np.array([[3.0e-3, 3.0e-3, 3.0e-3]]), 1.0, [(0, 0)], [100.0])
@@ -89,7 +91,7 @@ def make_neuro_phantom(shape=(32, 32, 20), *, gtab=None, snr: float = 20.0,
     >>> from sciimg.synth import multishell_gtab
     >>> ph = make_neuro_phantom((16, 16, 10), gtab=multishell_gtab(directions=6))
     >>> ph.data.shape, sorted(set(ph.labels.ravel().tolist()))
-    ((16, 16, 10, 24), [0, 1, 2, 3, 4])
+    ((16, 16, 10, 24), [0, 1, 2, 3, 4, 5, 6])
     """
     from sciimg.synth._gradients import multishell_gtab
 
@@ -113,6 +115,8 @@ def make_neuro_phantom(shape=(32, 32, 20), *, gtab=None, snr: float = 20.0,
     band_x = wm & (np.abs(y - 0.35) < 0.16)    # bundle along x
     band_y = wm & (np.abs(x + 0.35) < 0.16)    # bundle along y
     crossing = band_x & band_y
+    labels[band_x] = 5
+    labels[band_y] = 6
     labels[crossing] = 4
 
     signals, truth = _classes(gtab)

@@ -1,0 +1,16 @@
+"""User-defined steps, importable by workers, for the runner tests."""
+
+import numpy as np
+
+
+def white_matter(fa, mask, *, threshold=0.3):
+    """A step of one's own: voxels of high anisotropy inside the brain."""
+    return (fa > threshold) & mask
+
+
+def two_maps(mean_b0, *, scale=2.0):
+    return {"scaled": mean_b0 * scale, "log_b0": np.log1p(mean_b0)}
+
+
+def not_an_image(mean_b0):
+    return mean_b0.sum()
