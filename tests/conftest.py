@@ -35,8 +35,9 @@ def phantom_dir(tmp_path_factory):
     from sciimg.synth import write_neuro_dataset
 
     root = tmp_path_factory.mktemp("phantom")
-    write_neuro_dataset(root, subjects=2, shape=(24, 24, 14), directions=8, seed=3,
-                        snr=15)
+    write_neuro_dataset(
+        root, subjects=2, shape=(24, 24, 14), directions=8, seed=3, snr=15
+    )
     return root
 
 
@@ -45,9 +46,16 @@ def client():
     """A real LocalCluster: two single-threaded worker processes."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", memory_limit="3GB") as cluster, \
-            Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            memory_limit="3GB",
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 

@@ -12,10 +12,15 @@ from rich.table import Table
 
 from sciimg.errors import ConfigError, InputError
 
-app = typer.Typer(help="Scientific image pipelines on Dask.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
-synth_app = typer.Typer(help="Write synthetic datasets with ground truth.",
-                        no_args_is_help=True)
+app = typer.Typer(
+    help="Scientific image pipelines on Dask.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+synth_app = typer.Typer(
+    help="Write synthetic datasets with ground truth.", no_args_is_help=True
+)
 app.add_typer(synth_app, name="synth")
 
 out = Console()
@@ -31,13 +36,25 @@ def _fail(message: str, code: int = 2) -> None:
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
-    force: Annotated[bool, typer.Option(help="Redo subjects already complete.")] = False,
-    scheduler: Annotated[str | None, typer.Option(
-        help="Address of a running Dask scheduler (overrides cluster:).")] = None,
-    workers: Annotated[int | None, typer.Option(
-        help="Workers of the local cluster (overrides cluster.n_workers).")] = None,
-    progress: Annotated[bool | None, typer.Option(
-        help="Show a task progress bar (default: when writing to a terminal).")] = None,
+    force: Annotated[
+        bool, typer.Option(help="Redo subjects already complete.")
+    ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Address of a running Dask scheduler (overrides cluster:)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Workers of the local cluster (overrides cluster.n_workers)."
+        ),
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            help="Show a task progress bar (default: when writing to a terminal)."
+        ),
+    ] = None,
 ) -> None:
     """Run the pipeline a CONFIG file describes over all its subjects."""
     from sciimg.pipeline import load_config, run_pipeline
@@ -49,12 +66,18 @@ def run(
         overrides["cluster"]["n_workers"] = workers
     try:
         cfg = load_config(config, overrides)
-        out.print(f"sciimg {cfg.pipeline} pipeline: steps "
-                  f"{', '.join(s.name for s in cfg.plan())} -> {cfg.output}")
+        out.print(
+            f"sciimg {cfg.pipeline} pipeline: steps "
+            f"{', '.join(s.name for s in cfg.plan())} -> {cfg.output}"
+        )
         if progress is None:
             progress = sys.stdout.isatty()
-        report = run_pipeline(cfg, force=force, progress=progress,
-                              log=lambda m: out.print(m, highlight=False))
+        report = run_pipeline(
+            cfg,
+            force=force,
+            progress=progress,
+            log=lambda m: out.print(m, highlight=False),
+        )
     except (ConfigError, InputError) as exc:
         _fail(str(exc))
     table = Table(title=f"{cfg.pipeline}: {report.output}")
@@ -62,15 +85,20 @@ def run(
         table.add_column(col, overflow="fold")
     colour = {"done": "green", "skipped": "cyan", "failed": "red"}
     for s in report.subjects:
-        table.add_row(s.id, f"[{colour[s.status]}]{s.status}[/]",
-                      f"{s.seconds:.1f}" if s.seconds is not None else "-",
-                      s.error or "")
+        table.add_row(
+            s.id,
+            f"[{colour[s.status]}]{s.status}[/]",
+            f"{s.seconds:.1f}" if s.seconds is not None else "-",
+            s.error or "",
+        )
     out.print()
     out.print(table)
     counts = report.counts()
-    out.print(f"{counts['done']} done, {counts['skipped']} skipped, "
-              f"{counts['failed']} failed in {report.wall_seconds:.1f} s; "
-              f"details in {Path(report.output) / 'run.json'}")
+    out.print(
+        f"{counts['done']} done, {counts['skipped']} skipped, "
+        f"{counts['failed']} failed in {report.wall_seconds:.1f} s; "
+        f"details in {Path(report.output) / 'run.json'}"
+    )
     if not report.ok:
         raise typer.Exit(1)
 
@@ -79,30 +107,46 @@ def run(
 def synth_neuro(
     out_dir: Annotated[Path, typer.Argument(help="Dataset folder to write (BIDS).")],
     subjects: Annotated[int, typer.Option(min=1)] = 2,
-    shape: Annotated[tuple[int, int, int], typer.Option(
-        help="Volume shape X Y Z.")] = (32, 32, 20),
+    shape: Annotated[tuple[int, int, int], typer.Option(help="Volume shape X Y Z.")] = (
+        32,
+        32,
+        20,
+    ),
     seed: Annotated[int, typer.Option()] = 0,
     snr: Annotated[float, typer.Option(help="White-matter b0 SNR.")] = 20.0,
-    directions: Annotated[int | None, typer.Option(
-        help="Directions per shell (default 10, or 90 with --hcp).")] = None,
-    hcp: Annotated[bool, typer.Option(
-        help="HCP size: 145x174x145, 288 volumes, 1.25 mm.")] = False,
+    directions: Annotated[
+        int | None,
+        typer.Option(help="Directions per shell (default 10, or 90 with --hcp)."),
+    ] = None,
+    hcp: Annotated[
+        bool, typer.Option(help="HCP size: 145x174x145, 288 volumes, 1.25 mm.")
+    ] = False,
 ) -> None:
     """Write a diffusion-MRI head phantom with ground truth (labels, FA, MD)."""
     from sciimg.synth import write_neuro_dataset
 
-    paths = write_neuro_dataset(out_dir, subjects=subjects, shape=shape, seed=seed,
-                                snr=snr, hcp=hcp, directions=directions)
-    out.print(f"wrote {len(paths)} subject(s) to {out_dir} "
-              f"(truth in {out_dir / 'derivatives' / 'truth'})")
+    paths = write_neuro_dataset(
+        out_dir,
+        subjects=subjects,
+        shape=shape,
+        seed=seed,
+        snr=snr,
+        hcp=hcp,
+        directions=directions,
+    )
+    out.print(
+        f"wrote {len(paths)} subject(s) to {out_dir} "
+        f"(truth in {out_dir / 'derivatives' / 'truth'})"
+    )
 
 
 @app.command()
 def ingest(
     files: Annotated[list[Path], typer.Argument(help="Image files to convert.")],
     out_store: Annotated[Path, typer.Option("--out", help="Zarr store to write.")],
-    chunk_memory: Annotated[str | None, typer.Option(
-        help="Bytes per chunk, e.g. 64MiB.")] = None,
+    chunk_memory: Annotated[
+        str | None, typer.Option(help="Bytes per chunk, e.g. 64MiB.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
 ) -> None:
     """Convert image files into one Zarr store (one image group per file)."""
@@ -133,14 +177,18 @@ def _describe(name: str, img) -> Table:
     table.add_row("dtype", str(img.dtype))
     table.add_row("chunks", f"{chunk}  ({img.data.npartitions} chunks)")
     table.add_row("voxel size (mm)", ", ".join(f"{z:g}" for z in img.zooms))
-    table.add_row("affine", "\n".join(" ".join(f"{v:9.4f}" for v in row)
-                                      for row in img.affine))
+    table.add_row(
+        "affine", "\n".join(" ".join(f"{v:9.4f}" for v in row) for row in img.affine)
+    )
     if img.gtab is not None:
         import numpy as np
 
         shells = ", ".join(f"{b:g}" for b in np.unique(np.round(img.gtab.bvals, -2)))
-        table.add_row("gradients", f"{len(img.gtab.bvals)} volumes, "
-                      f"{int(img.gtab.b0s_mask.sum())} b0; shells {shells}")
+        table.add_row(
+            "gradients",
+            f"{len(img.gtab.bvals)} volumes, "
+            f"{int(img.gtab.b0s_mask.sum())} b0; shells {shells}",
+        )
     if img.source:
         table.add_row("source", img.source)
     return table
@@ -155,9 +203,11 @@ def info(path: Annotated[Path, typer.Argument(help="A file or Zarr store.")]) ->
     try:
         if path.is_dir() and (path / "zarr.json").exists() and image_names(path):
             attrs = store_attrs(path)
-            out.print(f"[bold]{path}[/bold]: Zarr store, sciimg "
-                      f"{attrs.get('version', '?')}"
-                      + (f", subject {attrs['subject']}" if "subject" in attrs else ""))
+            out.print(
+                f"[bold]{path}[/bold]: Zarr store, sciimg "
+                f"{attrs.get('version', '?')}"
+                + (f", subject {attrs['subject']}" if "subject" in attrs else "")
+            )
             for name, img in iter_images(path):
                 out.print(_describe(name, img))
         else:

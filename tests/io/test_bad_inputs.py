@@ -14,8 +14,7 @@ from sciimg.io import open_dwi
 def _dwi(tmp_path, data, nvol_grad=None, name="sub-01_dwi.nii.gz"):
     path = tmp_path / name
     nib.save(nib.Nifti1Image(data, np.eye(4)), path)
-    n = nvol_grad if nvol_grad is not None else (data.shape[3] if data.ndim == 4
-                                                  else 1)
+    n = nvol_grad if nvol_grad is not None else (data.shape[3] if data.ndim == 4 else 1)
     bvals = np.r_[0, np.full(n - 1, 1000.0)]
     bvecs = np.r_[[[0, 0, 0]], np.tile([[1.0, 0, 0]], (n - 1, 1))]
     stem = name.split(".")[0]

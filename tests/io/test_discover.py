@@ -40,7 +40,7 @@ def test_file_list_and_duplicates(tmp_path, small_64d):
     assert [s.id for s in discover_subjects([small_64d[0]])] == ["small_64D"]
     other = tmp_path / small_64d[0].name
     shutil.copy(small_64d[0], other)
-    with pytest.raises(InputError, match="same subject id|as does"):
+    with pytest.raises(InputError, match=r"same subject id|as does"):
         discover_subjects([small_64d[0], other])
 
 

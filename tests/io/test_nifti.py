@@ -26,7 +26,7 @@ def test_open_reads_nothing(tmp_path, example4d):
     shutil.copy(example4d, path)
     img = open_nifti(path)
     path.unlink()
-    with pytest.raises(InputError, match="x.nii.gz"):
+    with pytest.raises(InputError, match=r"x\.nii\.gz"):
         img.data[..., 0].compute()
 
 
@@ -42,7 +42,7 @@ def test_chunks_follow_budget(example4d):
 
 
 def test_gradients_found_beside_file(small_64d):
-    data, bval, bvec = small_64d
+    data, _bval, _bvec = small_64d
     img = open_nifti(data)
     assert img.gtab is not None and len(img.gtab.bvals) == 65
 

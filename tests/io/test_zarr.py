@@ -41,18 +41,25 @@ def test_ngff_attrs(tmp_path, small_64d):
     ms = meta["ome"]["multiscales"][0]
     assert meta["ome"]["version"] == "0.5"
     assert [a["name"] for a in ms["axes"]] == ["volume", "z", "y", "x"]
-    assert [a.get("type") for a in ms["axes"]] == ["channel", "space", "space",
-                                                    "space"]
+    assert [a.get("type") for a in ms["axes"]] == ["channel", "space", "space", "space"]
     assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [
-        1.0, 2.0, 2.0, 2.0]
+        1.0,
+        2.0,
+        2.0,
+        2.0,
+    ]
     arr = json.loads((store / "dwi" / "0" / "zarr.json").read_text())
     assert arr["shape"] == [65, 10, 10, 10]  # stored in NGFF (reversed) order
     assert arr["dimension_names"] == ["volume", "z", "y", "x"]
 
 
 def test_chunks_from_budget(tmp_path):
-    img = Image(da.zeros((64, 64, 64), dtype="f4", chunks=16), np.eye(4),
-                ("x", "y", "z"), (1.0, 1.0, 1.0))
+    img = Image(
+        da.zeros((64, 64, 64), dtype="f4", chunks=16),
+        np.eye(4),
+        ("x", "y", "z"),
+        (1.0, 1.0, 1.0),
+    )
     store = write_zarr(tmp_path / "s.zarr", {"z": img}, budget="64KiB")
     back = open_zarr(store, "z")
     assert max(back.data.chunksize) < 64

@@ -36,7 +36,7 @@ def dataset(request, real_dwi, phantom):
 
 
 def chunked(arr, uneven):
-    return dask.array.from_array(arr, chunks=uneven(arr.shape[:3]) + (5,))
+    return dask.array.from_array(arr, chunks=(*uneven(arr.shape[:3]), 5))
 
 
 __all__ = ["chunked", "np"]

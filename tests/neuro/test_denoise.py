@@ -16,20 +16,35 @@ def test_sigma_equals_dipy(dataset, uneven, n_coils):
     np.testing.assert_allclose(got, dipy_sigma(data, N=n_coils), rtol=1e-6)
 
 
-@pytest.mark.parametrize(("method", "patch", "block"), [("classic", 1, 5),
-                                                        ("blockwise", 1, 2)])
+@pytest.mark.parametrize(
+    ("method", "patch", "block"), [("classic", 1, 5), ("blockwise", 1, 2)]
+)
 def test_nlmeans_equals_dipy(dataset, uneven, method, patch, block):
     data, gtab = dataset
     data = data[..., :9]  # enough volumes to cross chunks, few enough to be quick
-    _, mask = median_otsu(data, vol_idx=b0_indices(gtab.bvals[:9]), median_radius=2,
-                          numpass=1)
+    _, mask = median_otsu(
+        data, vol_idx=b0_indices(gtab.bvals[:9]), median_radius=2, numpass=1
+    )
     sigma = dipy_sigma(data)
-    got = nlmeans(chunked(data, uneven), estimate_sigma(chunked(data, uneven)),
-                  mask=da.from_array(mask, chunks=3), method=method,
-                  patch_radius=patch, block_radius=block).compute()
+    got = nlmeans(
+        chunked(data, uneven),
+        estimate_sigma(chunked(data, uneven)),
+        mask=da.from_array(mask, chunks=3),
+        method=method,
+        patch_radius=patch,
+        block_radius=block,
+    ).compute()
     # dipy's blockwise method is only deterministic single-threaded.
-    ref = dipy_nlmeans(data, sigma, mask=mask, patch_radius=patch, block_radius=block,
-                       rician=True, method=method, num_threads=1)
+    ref = dipy_nlmeans(
+        data,
+        sigma,
+        mask=mask,
+        patch_radius=patch,
+        block_radius=block,
+        rician=True,
+        method=method,
+        num_threads=1,
+    )
     assert got.dtype == data.dtype
     scale = np.abs(ref).max()
     assert np.abs(got - ref).max() <= 1e-4 * scale
@@ -40,16 +55,16 @@ def test_nlmeans_scalar_sigma_gaussian(real_dwi):
     data, _ = real_dwi
     data = data[..., :3]
     got = nlmeans(da.from_array(data), 40.0, rician=False, block_radius=2).compute()
-    ref = dipy_nlmeans(data, 40.0, rician=False, block_radius=2, method="classic",
-                       num_threads=1)
+    ref = dipy_nlmeans(
+        data, 40.0, rician=False, block_radius=2, method="classic", num_threads=1
+    )
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)
 
 
 def test_denoising_reduces_error(phantom):
     from sciimg.synth import make_neuro_phantom
 
-    clean = make_neuro_phantom(phantom.labels.shape, gtab=phantom.gtab, snr=1e9,
-                               seed=5)
+    clean = make_neuro_phantom(phantom.labels.shape, gtab=phantom.gtab, snr=1e9, seed=5)
     head = phantom.labels > 0
     noisy = da.from_array(phantom.data, chunks=(10, 9, 6, 4))
     out = nlmeans(noisy, phantom.sigma, mask=da.from_array(head)).compute()

@@ -12,16 +12,26 @@ from tests.neuro.conftest import chunked
 def test_maps_equal_tensor_model(dataset, uneven, fit_method):
     data, gtab = dataset
     _, mask = median_otsu(data, vol_idx=b0_indices(gtab), median_radius=2, numpass=1)
-    maps = fit_dti(chunked(data, uneven), gtab, mask=da.from_array(mask, chunks=4),
-                   fit_method=fit_method, budget="16KiB")
+    maps = fit_dti(
+        chunked(data, uneven),
+        gtab,
+        mask=da.from_array(mask, chunks=4),
+        fit_method=fit_method,
+        budget="16KiB",
+    )
     assert maps["fa"].npartitions > 1  # the fit really ran on several blocks
     got = dict(zip(DTI_MAPS, da.compute(*maps.values()), strict=True))
     ref = TensorModel(gtab, fit_method=fit_method).fit(data, mask=mask)
     np.testing.assert_allclose(got["fa"], ref.fa, atol=1e-5)
-    for name, want in (("md", ref.md), ("ad", ref.ad), ("rd", ref.rd),
-                       ("evals", ref.evals)):
-        np.testing.assert_allclose(got[name], want, rtol=1e-5,
-                                   atol=1e-6 * np.abs(want).max())
+    for name, want in (
+        ("md", ref.md),
+        ("ad", ref.ad),
+        ("rd", ref.rd),
+        ("evals", ref.evals),
+    ):
+        np.testing.assert_allclose(
+            got[name], want, rtol=1e-5, atol=1e-6 * np.abs(want).max()
+        )
     np.testing.assert_allclose(got["rgb"], ref.color_fa, atol=1e-5)
     # Eigenvectors are defined up to sign: compare |dot products|.
     dots = np.abs(np.sum(got["evecs"] * ref.evecs, axis=-2))[mask]
@@ -40,8 +50,7 @@ def test_shapes_and_dtype(real_dwi):
 def test_phantom_ground_truth(phantom):
     from sciimg.synth import make_neuro_phantom
 
-    clean = make_neuro_phantom(phantom.labels.shape, gtab=phantom.gtab, snr=1e9,
-                               seed=5)
+    clean = make_neuro_phantom(phantom.labels.shape, gtab=phantom.gtab, snr=1e9, seed=5)
     maps = fit_dti(da.from_array(clean.data), clean.gtab)
     fa = maps["fa"].compute()
     head = clean.labels > 0

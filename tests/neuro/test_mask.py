@@ -14,16 +14,18 @@ def test_b0_indices_threshold():
         b0_indices([1000, 2000])
 
 
-@pytest.mark.parametrize(("radius", "numpass", "dilate"), [(4, 2, 1), (2, 1, None),
-                                                           (1, 3, 2)])
+@pytest.mark.parametrize(
+    ("radius", "numpass", "dilate"), [(4, 2, 1), (2, 1, None), (1, 3, 2)]
+)
 def test_mask_equals_median_otsu(dataset, uneven, radius, numpass, dilate):
     data, gtab = dataset
     idx = b0_indices(gtab)
     b0 = mean_b0(chunked(data, uneven), gtab)
     np.testing.assert_allclose(b0.compute(), data[..., idx].mean(axis=3), rtol=1e-6)
     mask = median_otsu_mask(b0, median_radius=radius, numpass=numpass, dilate=dilate)
-    _, ref = median_otsu(data, vol_idx=idx, median_radius=radius, numpass=numpass,
-                         dilate=dilate)
+    _, ref = median_otsu(
+        data, vol_idx=idx, median_radius=radius, numpass=numpass, dilate=dilate
+    )
     np.testing.assert_array_equal(mask.compute(), ref)
 
 

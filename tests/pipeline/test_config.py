@@ -16,36 +16,67 @@ def test_defaults():
     cfg = load_config(BASE)
     plan = {s.name: s.params for s in cfg.plan()}
     assert list(plan) == ["mask", "denoise", "dti"]
-    assert plan["mask"] == {"b0_threshold": 10.0, "median_radius": 4, "numpass": 2,
-                            "dilate": 1, "finalize_mask": False}
+    assert plan["mask"] == {
+        "b0_threshold": 10.0,
+        "median_radius": 4,
+        "numpass": 2,
+        "dilate": 1,
+        "finalize_mask": False,
+    }
     assert plan["denoise"]["method"] == "classic" and plan["denoise"]["rician"]
     assert plan["dti"] == {"fit_method": "WLS"}
     assert cfg.cluster.scheduler is None and cfg.cluster.threads_per_worker == 1
     assert "fa" in cfg.outputs() and "denoised" in cfg.outputs()
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    ({"outptu": "x"}, "outptu: unknown key"),
-    ({"pipeline": "astro-x"}, "pipeline: Input should be 'neuro'"),
-    ({"steps": {"denoise": {"method": "fast"}}},
-     "steps.denoise.method: Input should be 'classic' or 'blockwise' (got 'fast')"),
-    ({"steps": {"mask": {"median_radius": 0}}}, "steps.mask.median_radius"),
-    ({"steps": {"mask": {"radius": 3}}}, "steps.mask.radius: unknown key"),
-    ({"steps": {"segment": {}}}, "steps.segment: unknown step"),
-    ({"steps": {"dti": {}}}, "steps.dti: needs 'denoised'"),
-    ({"steps": {"x": {"function": "no_such_module:f"}}},
-     "steps.x: cannot import module 'no_such_module'"),
-    ({"steps": {"x": {"function": "tests.pipeline.udfs:missing"}}},
-     "has no 'missing'"),
-    ({"steps": {"mask": {}, "wm": {"function": "tests.pipeline.udfs:white_matter"}}},
-     "steps.wm: needs 'fa'"),
-    ({"steps": {"mask": {}, "w": {"function": "tests.pipeline.udfs:two_maps",
-                                  "params": {"sclae": 1}}}},
-     "takes no parameter 'sclae'"),
-    ({"export": ["fa", "t1"]}, "export: 't1' is not a result"),
-    ({"cluster": {"n_workers": 0}}, "cluster.n_workers"),
-    ({"chunk_memory": "lots"}, "chunk_memory"),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"outptu": "x"}, "outptu: unknown key"),
+        ({"pipeline": "astro-x"}, "pipeline: Input should be 'neuro'"),
+        (
+            {"steps": {"denoise": {"method": "fast"}}},
+            "steps.denoise.method: Input should be 'classic' or 'blockwise' "
+            "(got 'fast')",
+        ),
+        ({"steps": {"mask": {"median_radius": 0}}}, "steps.mask.median_radius"),
+        ({"steps": {"mask": {"radius": 3}}}, "steps.mask.radius: unknown key"),
+        ({"steps": {"segment": {}}}, "steps.segment: unknown step"),
+        ({"steps": {"dti": {}}}, "steps.dti: needs 'denoised'"),
+        (
+            {"steps": {"x": {"function": "no_such_module:f"}}},
+            "steps.x: cannot import module 'no_such_module'",
+        ),
+        (
+            {"steps": {"x": {"function": "tests.pipeline.udfs:missing"}}},
+            "has no 'missing'",
+        ),
+        (
+            {
+                "steps": {
+                    "mask": {},
+                    "wm": {"function": "tests.pipeline.udfs:white_matter"},
+                }
+            },
+            "steps.wm: needs 'fa'",
+        ),
+        (
+            {
+                "steps": {
+                    "mask": {},
+                    "w": {
+                        "function": "tests.pipeline.udfs:two_maps",
+                        "params": {"sclae": 1},
+                    },
+                }
+            },
+            "takes no parameter 'sclae'",
+        ),
+        ({"export": ["fa", "t1"]}, "export: 't1' is not a result"),
+        ({"cluster": {"n_workers": 0}}, "cluster.n_workers"),
+        ({"chunk_memory": "lots"}, "chunk_memory"),
+    ],
+)
 def test_errors_name_the_key(change, expected):
     msg = _errors({**BASE, **change})
     assert expected in msg, msg
@@ -67,11 +98,20 @@ def test_yaml_errors(tmp_path):
 
 
 def test_inputs_remap_and_user_steps():
-    cfg = load_config({**BASE, "steps": {
-        "mask": {}, "dti": {"inputs": {"denoised": "dwi"}},
-        "wm": {"function": "tests.pipeline.udfs:white_matter",
-               "params": {"threshold": 0.4}},
-    }, "export": ["wm"]})
+    cfg = load_config(
+        {
+            **BASE,
+            "steps": {
+                "mask": {},
+                "dti": {"inputs": {"denoised": "dwi"}},
+                "wm": {
+                    "function": "tests.pipeline.udfs:white_matter",
+                    "params": {"threshold": 0.4},
+                },
+            },
+            "export": ["wm"],
+        }
+    )
     assert [s.name for s in cfg.plan()] == ["mask", "dti", "wm"]
     assert cfg.plan()[2].params == {"threshold": 0.4}
 
@@ -79,8 +119,9 @@ def test_inputs_remap_and_user_steps():
 def test_fingerprint_tracks_science_only():
     a = load_config(BASE)
     b = load_config({**BASE, "output": "elsewhere", "cluster": {"n_workers": 3}})
-    c = load_config({**BASE, "steps": {"mask": {}, "denoise": {"method": "blockwise"},
-                                       "dti": {}}})
+    c = load_config(
+        {**BASE, "steps": {"mask": {}, "denoise": {"method": "blockwise"}, "dti": {}}}
+    )
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
 
 

@@ -15,8 +15,11 @@ from sciimg.io import open_dwi, open_zarr
 from sciimg.neuro import b0_indices
 from sciimg.pipeline import load_config, run_pipeline
 
-STEPS = {"mask": {"median_radius": 2, "numpass": 2, "dilate": 1},
-         "denoise": {"method": "classic"}, "dti": {}}
+STEPS = {
+    "mask": {"median_radius": 2, "numpass": 2, "dilate": 1},
+    "denoise": {"method": "classic"},
+    "dti": {},
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +29,24 @@ def dataset(phantom_dir, tmp_path_factory):
     shutil.copytree(phantom_dir, root, dirs_exist_ok=True)
     bad = root / "sub-03" / "dwi"
     bad.mkdir(parents=True)
-    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), "f4"), np.eye(4)),
-             bad / "sub-03_dwi.nii.gz")
+    nib.save(
+        nib.Nifti1Image(np.ones((4, 4, 4), "f4"), np.eye(4)), bad / "sub-03_dwi.nii.gz"
+    )
     return root
 
 
 @pytest.fixture(scope="module")
 def first_run(dataset, client, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    cfg = load_config({"pipeline": "neuro", "input": {"path": str(dataset)},
-                       "output": str(out), "steps": STEPS,
-                       "export": ["fa", "md", "mask", "denoised"]})
+    cfg = load_config(
+        {
+            "pipeline": "neuro",
+            "input": {"path": str(dataset)},
+            "output": str(out),
+            "steps": STEPS,
+            "export": ["fa", "md", "mask", "denoised"],
+        }
+    )
     return cfg, run_pipeline(cfg, client=client, log=lambda m: None)
 
 
@@ -52,8 +62,18 @@ def test_statuses_and_outputs(first_run):
     for sid in ("sub-01", "sub-02"):
         store = out / f"{sid}.zarr"
         names = {p.name for p in store.iterdir() if p.is_dir()}
-        assert names == {"mean_b0", "mask", "denoised", "fa", "md", "ad", "rd", "rgb",
-                         "evals", "evecs"}
+        assert names == {
+            "mean_b0",
+            "mask",
+            "denoised",
+            "fa",
+            "md",
+            "ad",
+            "rd",
+            "rgb",
+            "evals",
+            "evecs",
+        }
         for name in ("fa", "md", "mask", "denoised"):
             assert (out / sid / f"{name}.nii.gz").is_file()
         assert (out / sid / "denoised.bval").is_file()  # a series keeps gradients
@@ -72,12 +92,21 @@ def test_each_subject_matches_dipy(first_run, dataset, sid):
     dwi = open_dwi(dataset / sid / "dwi" / f"{sid}_dwi.nii.gz")
     data, gtab = dwi.data.compute(), dwi.gtab
     store = cfg.output / f"{sid}.zarr"
-    _, mask = median_otsu(data, vol_idx=b0_indices(gtab), median_radius=2,
-                          numpass=2, dilate=1)
+    _, mask = median_otsu(
+        data, vol_idx=b0_indices(gtab), median_radius=2, numpass=2, dilate=1
+    )
     np.testing.assert_array_equal(open_zarr(store, "mask").data.compute(), mask)
     denoised = open_zarr(store, "denoised").data.compute()
-    ref = dipy_nlmeans(data, estimate_sigma(data), mask=mask, patch_radius=1,
-                       block_radius=5, rician=True, method="classic", num_threads=1)
+    ref = dipy_nlmeans(
+        data,
+        estimate_sigma(data),
+        mask=mask,
+        patch_radius=1,
+        block_radius=5,
+        rician=True,
+        method="classic",
+        num_threads=1,
+    )
     assert np.abs(denoised - ref).max() <= 1e-4 * np.abs(ref).max()
     fa = open_zarr(store, "fa").data.compute()
     want = TensorModel(gtab).fit(denoised, mask=mask).fa
@@ -104,21 +133,33 @@ def test_rerun_skips_then_force_redoes(first_run, client):
 
 def test_user_steps(first_run, client, tmp_path):
     cfg, _ = first_run
-    changed = load_config({**cfg.model_dump(mode="json"), "output": str(tmp_path),
-                           "steps": {
-        **STEPS, "dti": {"fit_method": "OLS"},
-        "wm": {"function": "tests.pipeline.udfs:white_matter",
-               "params": {"threshold": 0.4}},
-        "b0maps": {"function": "tests.pipeline.udfs:two_maps",
-                   "outputs": ["scaled", "log_b0"]},
-    }, "export": ["wm"]})
+    changed = load_config(
+        {
+            **cfg.model_dump(mode="json"),
+            "output": str(tmp_path),
+            "steps": {
+                **STEPS,
+                "dti": {"fit_method": "OLS"},
+                "wm": {
+                    "function": "tests.pipeline.udfs:white_matter",
+                    "params": {"threshold": 0.4},
+                },
+                "b0maps": {
+                    "function": "tests.pipeline.udfs:two_maps",
+                    "outputs": ["scaled", "log_b0"],
+                },
+            },
+            "export": ["wm"],
+        }
+    )
     report = run_pipeline(changed, client=client, log=lambda m: None)
     assert {s.id: s.status for s in report.subjects}["sub-01"] == "done"
     store = tmp_path / "sub-01.zarr"
     fa = open_zarr(store, "fa").data.compute()
     mask = open_zarr(store, "mask").data.compute()
-    np.testing.assert_array_equal(open_zarr(store, "wm").data.compute(),
-                                  (fa > 0.4) & mask)
+    np.testing.assert_array_equal(
+        open_zarr(store, "wm").data.compute(), (fa > 0.4) & mask
+    )
     b0 = open_zarr(store, "mean_b0").data.compute()
     np.testing.assert_allclose(open_zarr(store, "scaled").data.compute(), 2 * b0)
     assert (tmp_path / "sub-01" / "wm.nii.gz").is_file()
@@ -126,8 +167,12 @@ def test_user_steps(first_run, client, tmp_path):
 
 def test_changed_config_recomputes(first_run, client):
     cfg, _ = first_run
-    ols = load_config({**cfg.model_dump(mode="json"),
-                       "steps": {**STEPS, "dti": {"fit_method": "OLS"}}})
+    ols = load_config(
+        {
+            **cfg.model_dump(mode="json"),
+            "steps": {**STEPS, "dti": {"fit_method": "OLS"}},
+        }
+    )
     report = run_pipeline(ols, client=client, log=lambda m: None)
     assert {s.id: s.status for s in report.subjects}["sub-01"] == "done"
     back = run_pipeline(cfg, client=client, log=lambda m: None)  # and back again
@@ -136,10 +181,17 @@ def test_changed_config_recomputes(first_run, client):
 
 def test_user_step_returning_a_scalar_fails_its_subject(first_run, client, tmp_path):
     cfg, _ = first_run
-    bad = load_config({**cfg.model_dump(mode="json"), "output": str(tmp_path),
-                       "steps": {"mask": STEPS["mask"],
-                                 "s": {"function": "tests.pipeline.udfs:not_an_image"}},
-                       "export": []})
+    bad = load_config(
+        {
+            **cfg.model_dump(mode="json"),
+            "output": str(tmp_path),
+            "steps": {
+                "mask": STEPS["mask"],
+                "s": {"function": "tests.pipeline.udfs:not_an_image"},
+            },
+            "export": [],
+        }
+    )
     report = run_pipeline(bad, client=client, log=lambda m: None)
     assert all(s.status == "failed" for s in report.subjects)
     assert "results must be images" in report.subjects[0].error
@@ -161,10 +213,14 @@ def _interiors(labels):
 
 def test_denoising_improves_fa_against_truth(first_run, dataset, client, tmp_path):
     cfg, _ = first_run
-    raw = load_config({**cfg.model_dump(mode="json"), "output": str(tmp_path),
-                       "steps": {"mask": STEPS["mask"],
-                                 "dti": {"inputs": {"denoised": "dwi"}}},
-                       "export": []})
+    raw = load_config(
+        {
+            **cfg.model_dump(mode="json"),
+            "output": str(tmp_path),
+            "steps": {"mask": STEPS["mask"], "dti": {"inputs": {"denoised": "dwi"}}},
+            "export": [],
+        }
+    )
     run_pipeline(raw, client=client, log=lambda m: None)
     for sid in ("sub-01", "sub-02"):
         truth = dataset / "derivatives" / "truth" / sid

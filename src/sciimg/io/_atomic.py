@@ -1,4 +1,4 @@
-"""Write under a temporary name, rename when complete: an output that exists is whole."""
+"""Write under a temporary name, rename when complete: what exists is whole."""
 
 from __future__ import annotations
 

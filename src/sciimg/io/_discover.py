@@ -39,7 +39,8 @@ def _id_from_file(path: Path) -> str:
 
 def _from_folder(root: Path) -> list[Subject]:
     bids = sorted(root.glob("sub-*/dwi/*_dwi.nii*")) + sorted(
-        root.glob("sub-*/ses-*/dwi/*_dwi.nii*"))
+        root.glob("sub-*/ses-*/dwi/*_dwi.nii*")
+    )
     if bids:
         return [Subject(_id_from_file(p), p) for p in bids]
     hcp = sorted(root.glob("*/T1w/Diffusion/data.nii*"))
@@ -77,9 +78,12 @@ def discover_subjects(source: str | Path | Iterable[str | Path]) -> list[Subject
         if root.is_dir() and not (root / "zarr.json").exists():
             subjects = _from_folder(root)
             if not subjects:
-                raise InputError(root, "holds no subjects (looked for BIDS "
-                                 "sub-*/dwi/*_dwi.nii[.gz] and HCP "
-                                 "*/T1w/Diffusion/data.nii[.gz])")
+                raise InputError(
+                    root,
+                    "holds no subjects (looked for BIDS "
+                    "sub-*/dwi/*_dwi.nii[.gz] and HCP "
+                    "*/T1w/Diffusion/data.nii[.gz])",
+                )
         else:
             subjects = [Subject(_id_from_file(root), root)]
     else:

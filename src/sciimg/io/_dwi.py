@@ -20,8 +20,13 @@ def _finite_or_raise(block: np.ndarray, source: str) -> np.ndarray:
     return block
 
 
-def open_dwi(path: str | Path, *, bval: str | Path | None = None,
-             bvec: str | Path | None = None, **kwargs) -> Image:
+def open_dwi(
+    path: str | Path,
+    *,
+    bval: str | Path | None = None,
+    bvec: str | Path | None = None,
+    **kwargs,
+) -> Image:
     """Open a 4-D diffusion series with its gradient table, checking it on the way.
 
     Shape and gradient table are checked now; voxel values (NaN, infinity, damaged
@@ -57,15 +62,20 @@ def open_dwi(path: str | Path, *, bval: str | Path | None = None,
     """
     img = open_image(path, **kwargs)
     if img.data.ndim != 4:
-        raise InputError(path, f"is {img.data.ndim}-D with shape {img.shape}; a 4-D "
-                         "diffusion series (x, y, z, volume) is needed")
+        raise InputError(
+            path,
+            f"is {img.data.ndim}-D with shape {img.shape}; a 4-D "
+            "diffusion series (x, y, z, volume) is needed",
+        )
     if bval is not None or bvec is not None:
         if bval is None or bvec is None:
             raise InputError(path, "give both bval and bvec files, or neither")
         img.gtab = read_gradients(bval, bvec, n_volumes=img.shape[3], image=path)
     if img.gtab is None:
-        raise InputError(path, "has no gradient table: no .bval/.bvec (or bvals/bvecs)"
-                         " files beside it")
+        raise InputError(
+            path,
+            "has no gradient table: no .bval/.bvec (or bvals/bvecs) files beside it",
+        )
     data = img.data.astype(np.float32) if img.dtype != np.float32 else img.data
     img.data = data.map_blocks(_finite_or_raise, source=str(path), dtype=np.float32)
     return img

@@ -41,7 +41,9 @@ def find_gradient_files(dwi: str | Path) -> tuple[Path, Path] | None:
     return None
 
 
-def make_gtab(bvals: np.ndarray, bvecs: np.ndarray, *, source: str | Path = "gradients"):
+def make_gtab(
+    bvals: np.ndarray, bvecs: np.ndarray, *, source: str | Path = "gradients"
+):
     """A dipy ``GradientTable``, with dipy's complaints turned into one-line errors.
 
     Examples
@@ -59,8 +61,13 @@ def make_gtab(bvals: np.ndarray, bvecs: np.ndarray, *, source: str | Path = "gra
         raise InputError(source, f"invalid gradient table: {exc}") from exc
 
 
-def read_gradients(bval: str | Path, bvec: str | Path, *, n_volumes: int | None = None,
-                   image: str | Path | None = None):
+def read_gradients(
+    bval: str | Path,
+    bvec: str | Path,
+    *,
+    n_volumes: int | None = None,
+    image: str | Path | None = None,
+):
     """Read ``bval``/``bvec`` files into a dipy ``GradientTable`` and check them.
 
     Parameters
@@ -90,16 +97,20 @@ def read_gradients(bval: str | Path, bvec: str | Path, *, n_volumes: int | None 
     try:
         bvals, bvecs = read_bvals_bvecs(str(bval), str(bvec))
     except (OSError, ValueError) as exc:
-        raise InputError(bval, f"cannot read gradient files with {bvec.name}: {exc}") from exc
+        raise InputError(
+            bval, f"cannot read gradient files with {bvec.name}: {exc}"
+        ) from exc
     if bvals is None or bvecs is None or bvals.ndim != 1 or bvecs.shape[-1] != 3:
         raise InputError(bval, "malformed b-values/b-vectors")
     if len(bvals) != len(bvecs):
-        raise InputError(bvec, f"has {len(bvecs)} vectors but {bval.name} has "
-                         f"{len(bvals)} b-values")
+        raise InputError(
+            bvec, f"has {len(bvecs)} vectors but {bval.name} has {len(bvals)} b-values"
+        )
     if n_volumes is not None and len(bvals) != n_volumes:
         where = Path(image).name if image is not None else "the image"
-        raise InputError(bval, f"lists {len(bvals)} b-values but {where} has "
-                         f"{n_volumes} volumes")
+        raise InputError(
+            bval, f"lists {len(bvals)} b-values but {where} has {n_volumes} volumes"
+        )
     # Scanners write NaN vectors for b0 volumes and dipy zeroes them; vectors of
     # weighted volumes are checked by dipy (unit norm).
     if not np.all(np.isfinite(bvals)):

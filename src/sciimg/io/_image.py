@@ -95,5 +95,5 @@ def default_dims(ndim: int) -> tuple[str, ...]:
     >>> default_dims(4)
     ('x', 'y', 'z', 'volume')
     """
-    extra = ("volume",) + tuple(f"dim_{i}" for i in range(4, max(ndim, 4)))
-    return (("x", "y", "z") + extra)[:ndim]
+    extra = ("volume", *tuple(f"dim_{i}" for i in range(4, max(ndim, 4))))
+    return (("x", "y", "z", *extra))[:ndim]

@@ -75,15 +75,20 @@ class _NiftiVoxels:
         try:
             return np.asarray(self._open()[key], dtype=self.dtype)
         except _READ_ERRORS as exc:
-            raise InputError(self.path, f"cannot read voxels, file is truncated or "
-                             f"damaged ({type(exc).__name__}: {exc})") from exc
+            raise InputError(
+                self.path,
+                f"cannot read voxels, file is truncated or "
+                f"damaged ({type(exc).__name__}: {exc})",
+            ) from exc
 
 
 def _check_size(path: Path, header) -> None:
     """Fail early on a truncated file instead of midway through a computation."""
-    need = int(header.get_data_offset()) + int(
-        np.prod(header.get_data_shape(), dtype=np.int64)
-    ) * header.get_data_dtype().itemsize
+    need = (
+        int(header.get_data_offset())
+        + int(np.prod(header.get_data_shape(), dtype=np.int64))
+        * header.get_data_dtype().itemsize
+    )
     if path.name.endswith(".gz"):
         # The gzip trailer holds the inflated size (mod 2**32). A cut-off file ends
         # in arbitrary bytes instead, which this catches only sometimes; reading the
@@ -93,11 +98,15 @@ def _check_size(path: Path, header) -> None:
             tail = f.read(4)
         isize = struct.unpack("<I", tail)[0] if len(tail) == 4 else 0
         if need < 2**32 and isize < need:
-            raise InputError(path, f"is truncated or damaged: header implies {need} "
-                             f"bytes, gzip stream ends after {isize}")
+            raise InputError(
+                path,
+                f"is truncated or damaged: header implies {need} "
+                f"bytes, gzip stream ends after {isize}",
+            )
     elif (size := path.stat().st_size) < need:
-        raise InputError(path, f"is truncated: header implies {need} bytes, "
-                         f"file has {size}")
+        raise InputError(
+            path, f"is truncated: header implies {need} bytes, file has {size}"
+        )
 
 
 def open_nifti(
@@ -156,8 +165,9 @@ def open_nifti(
     if proxy.slope != 1 or proxy.inter != 0:
         dtype = np.result_type(dtype, np.float32)  # nibabel applies the scaling
     if chunks is None:
-        chunks = chunks_for(shape, dtype, budget=budget,
-                            whole=(0, 1, 2) if len(shape) > 3 else (0, 1))
+        chunks = chunks_for(
+            shape, dtype, budget=budget, whole=(0, 1, 2) if len(shape) > 3 else (0, 1)
+        )
     stat = path.stat()
     voxels = _NiftiVoxels(path, shape, dtype)
     data = da.from_array(
@@ -170,8 +180,9 @@ def open_nifti(
     if gradients and len(shape) == 4 and (found := find_gradient_files(path)):
         gtab = read_gradients(*found, n_volumes=shape[3], image=path)
     zooms = tuple(float(z) for z in header.get_zooms()[:3])
-    return Image(data, img.affine, default_dims(len(shape)), zooms, gtab=gtab,
-                 source=str(path))
+    return Image(
+        data, img.affine, default_dims(len(shape)), zooms, gtab=gtab, source=str(path)
+    )
 
 
 def write_nifti(image: Image, path: str | Path) -> Path:

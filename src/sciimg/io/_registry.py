@@ -28,7 +28,7 @@ class Reader(Protocol):
         """Whether ``path`` (whose first bytes, un-gzipped, are ``magic``) is ours."""
 
     def open(self, path: Path, **kwargs: Any) -> Image:
-        """Open ``path`` lazily; raise :class:`~sciimg.errors.InputError` if unusable."""
+        """Open ``path`` lazily; raise ``InputError`` if it is unusable."""
 
 
 _READERS: dict[str, Reader] = {}
@@ -104,7 +104,9 @@ def open_image(path: str | Path, *, reader: str | None = None, **kwargs: Any) ->
         raise InputError(path, "does not exist")
     if reader is not None:
         if reader not in _READERS:
-            raise InputError(path, f"unknown reader {reader!r}; have {sorted(_READERS)}")
+            raise InputError(
+                path, f"unknown reader {reader!r}; have {sorted(_READERS)}"
+            )
         return _READERS[reader].open(path, **kwargs)
     try:
         magic = read_magic(path)

@@ -64,14 +64,20 @@ def _image_attrs(name: str, image: Image) -> dict[str, Any]:
     return {
         "ome": {
             "version": "0.5",
-            "multiscales": [{
-                "name": name,
-                "axes": _ngff_axes(image.dims),
-                "datasets": [{
-                    "path": "0",
-                    "coordinateTransformations": [{"type": "scale", "scale": scale}],
-                }],
-            }],
+            "multiscales": [
+                {
+                    "name": name,
+                    "axes": _ngff_axes(image.dims),
+                    "datasets": [
+                        {
+                            "path": "0",
+                            "coordinateTransformations": [
+                                {"type": "scale", "scale": scale}
+                            ],
+                        }
+                    ],
+                }
+            ],
         },
         "sciimg": sciimg,
     }
@@ -100,8 +106,13 @@ class ZarrStoreWriter:
     's.zarr'
     """
 
-    def __init__(self, path: str | Path, *, attrs: Mapping[str, Any] | None = None,
-                 budget: int | str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        attrs: Mapping[str, Any] | None = None,
+        budget: int | str | None = None,
+    ) -> None:
         import zarr
 
         self.path = Path(path)
@@ -121,7 +132,9 @@ class ZarrStoreWriter:
         group = self.root.create_group(name)
         group.attrs.update(_image_attrs(name, image))
         target = group.create_array(
-            "0", shape=data.shape, dtype=data.dtype,
+            "0",
+            shape=data.shape,
+            dtype=data.dtype,
             chunks=tuple(c[0] for c in data.chunks),
             dimension_names=list(reversed(image.dims)),
             fill_value=0,
@@ -138,8 +151,9 @@ class ZarrStoreWriter:
         import dask.array as da
 
         pairs = [self.add(name, image) for name, image in images.items()]
-        stored = da.store([p[0] for p in pairs], [p[1] for p in pairs], lock=False,
-                          compute=False)
+        stored = da.store(
+            [p[0] for p in pairs], [p[1] for p in pairs], lock=False, compute=False
+        )
         return list(stored) if isinstance(stored, tuple) else [stored]
 
     def update_attrs(self, attrs: Mapping[str, Any]) -> None:
@@ -155,9 +169,13 @@ class ZarrStoreWriter:
         remove(self.tmp)
 
 
-def write_zarr(path: str | Path, images: Mapping[str, Image], *,
-               attrs: Mapping[str, Any] | None = None,
-               budget: int | str | None = None) -> Path:
+def write_zarr(
+    path: str | Path,
+    images: Mapping[str, Image],
+    *,
+    attrs: Mapping[str, Any] | None = None,
+    budget: int | str | None = None,
+) -> Path:
     """Compute and write images into a new Zarr store, atomically.
 
     Examples
@@ -194,16 +212,25 @@ def _image_from_group(group, where: Path) -> Image:
 
     meta = group.attrs.get("sciimg")
     if meta is None or "0" not in group:
-        raise InputError(where, "is not a sciimg image group (no 'sciimg' attrs or '0')")
+        raise InputError(
+            where, "is not a sciimg image group (no 'sciimg' attrs or '0')"
+        )
     arr = da.from_zarr(group["0"])
     data = arr.transpose(tuple(reversed(range(arr.ndim))))
     gtab = None
     if "bvals" in meta:
-        gtab = make_gtab(np.asarray(meta["bvals"]), np.asarray(meta["bvecs"]),
-                         source=where)
-    return Image(data, np.asarray(meta["affine"]), tuple(meta["dims"]),
-                 tuple(meta["zooms"]), gtab=gtab, source=meta.get("source"),
-                 attrs=dict(meta.get("attrs") or {}))
+        gtab = make_gtab(
+            np.asarray(meta["bvals"]), np.asarray(meta["bvecs"]), source=where
+        )
+    return Image(
+        data,
+        np.asarray(meta["affine"]),
+        tuple(meta["dims"]),
+        tuple(meta["zooms"]),
+        gtab=gtab,
+        source=meta.get("source"),
+        attrs=dict(meta.get("attrs") or {}),
+    )
 
 
 def open_zarr(path: str | Path, name: str | None = None) -> Image:

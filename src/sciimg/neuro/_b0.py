@@ -67,5 +67,4 @@ def mean_b0(data, bvals, *, threshold: float = 10.0, budget=None):
     b0 = data[..., idx]
     # All b0 volumes of a voxel in one chunk: the mean is then exactly numpy's.
     b0 = b0.rechunk(chunks_for(b0.shape, b0.dtype, budget=budget, whole=(3,)))
-    return b0.map_blocks(_mean_last, drop_axis=3, dtype=data.dtype,
-                         token="mean_b0")
+    return b0.map_blocks(_mean_last, drop_axis=3, dtype=data.dtype, token="mean_b0")

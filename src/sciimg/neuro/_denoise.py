@@ -47,20 +47,31 @@ def estimate_sigma(data, *, n_coils: int = 0):
         msg = f"estimate_sigma needs (x, y, z, volume) data, got shape {data.shape}"
         raise ValueError(msg)
     data = _per_volume(data)
-    return data.map_blocks(_sigma_block, n_coils, drop_axis=(0, 1, 2),
-                           chunks=(data.chunks[3],), dtype=np.float32,
-                           token="estimate_sigma")
+    return data.map_blocks(
+        _sigma_block,
+        n_coils,
+        drop_axis=(0, 1, 2),
+        chunks=(data.chunks[3],),
+        dtype=np.float32,
+        token="estimate_sigma",
+    )
 
 
-def _nlmeans_block(block, sigma, mask, *, patch_radius, block_radius, rician,
-                   method):
+def _nlmeans_block(block, sigma, mask, *, patch_radius, block_radius, rician, method):
     from dipy.denoise.nlmeans import nlmeans as _nlmeans
 
     out = np.empty_like(block)
     for i in range(block.shape[-1]):
-        out[..., i] = _nlmeans(block[..., i], float(sigma[i]), mask=mask,
-                               patch_radius=patch_radius, block_radius=block_radius,
-                               rician=rician, num_threads=1, method=method)
+        out[..., i] = _nlmeans(
+            block[..., i],
+            float(sigma[i]),
+            mask=mask,
+            patch_radius=patch_radius,
+            block_radius=block_radius,
+            rician=rician,
+            num_threads=1,
+            method=method,
+        )
     return out
 
 
@@ -136,8 +147,18 @@ def nlmeans(
         raise ValueError(msg)
     mask = mask.rechunk(-1)
     return da.blockwise(
-        _nlmeans_block, "ijkv", data, "ijkv", sigma, "v", mask, "ijk",
-        dtype=data.dtype, token=f"nlmeans_{method}",
-        patch_radius=patch_radius, block_radius=block_radius, rician=rician,
+        _nlmeans_block,
+        "ijkv",
+        data,
+        "ijkv",
+        sigma,
+        "v",
+        mask,
+        "ijk",
+        dtype=data.dtype,
+        token=f"nlmeans_{method}",
+        patch_radius=patch_radius,
+        block_radius=block_radius,
+        rician=rician,
         method=method,
     )

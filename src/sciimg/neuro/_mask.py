@@ -7,17 +7,33 @@ import numpy as np
 __all__ = ["median_otsu_mask"]
 
 
-def _median_otsu(volume: np.ndarray, median_radius: int, numpass: int,
-                 dilate: int | None, finalize_mask: bool) -> np.ndarray:
+def _median_otsu(
+    volume: np.ndarray,
+    median_radius: int,
+    numpass: int,
+    dilate: int | None,
+    finalize_mask: bool,
+) -> np.ndarray:
     from dipy.segment.mask import median_otsu
 
-    _, mask = median_otsu(volume, median_radius=median_radius, numpass=numpass,
-                          dilate=dilate, finalize_mask=finalize_mask)
+    _, mask = median_otsu(
+        volume,
+        median_radius=median_radius,
+        numpass=numpass,
+        dilate=dilate,
+        finalize_mask=finalize_mask,
+    )
     return mask.astype(bool)
 
 
-def median_otsu_mask(b0, *, median_radius: int = 4, numpass: int = 2,
-                     dilate: int | None = 1, finalize_mask: bool = False):
+def median_otsu_mask(
+    b0,
+    *,
+    median_radius: int = 4,
+    numpass: int = 2,
+    dilate: int | None = 1,
+    finalize_mask: bool = False,
+):
     """Brain mask of a (mean b0) volume by median filtering and Otsu's threshold.
 
     The defaults are those of Mehta et al. (2017): radius 4, two passes, one
@@ -60,6 +76,11 @@ def median_otsu_mask(b0, *, median_radius: int = 4, numpass: int = 2,
     # comes from subjects and from the denoising and fitting steps, not from here.
     whole = b0.rechunk(b0.shape)
     return whole.map_blocks(
-        _median_otsu, median_radius, numpass, dilate, finalize_mask,
-        dtype=bool, token="median_otsu",
+        _median_otsu,
+        median_radius,
+        numpass,
+        dilate,
+        finalize_mask,
+        dtype=bool,
+        token="median_otsu",
     )

@@ -33,12 +33,15 @@ def connect(cfg: ClusterConfig | None = None) -> Iterator[object]:
         return
     threads = cfg.threads_per_worker
     workers = cfg.n_workers or max(1, (os.cpu_count() or 1) // threads)
-    with LocalCluster(
-        n_workers=workers,
-        threads_per_worker=threads,
-        memory_limit=cfg.memory_limit,
-        processes=cfg.processes,
-        dashboard_address=cfg.dashboard_address,
-        silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads,
+            memory_limit=cfg.memory_limit,
+            processes=cfg.processes,
+            dashboard_address=cfg.dashboard_address,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client

@@ -18,6 +18,7 @@ from sciimg.pipeline.steps import register_step
 
 __all__ = ["DTIParams", "DenoiseParams", "MaskParams"]
 
+
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -40,7 +41,8 @@ class DenoiseParams(_Params):
     block_radius: int | None = Field(None, ge=1, description="5 classic, 2 blockwise")
     rician: bool = True
     n_coils: Literal[0, 1, 4, 6, 8, 12, 16, 20, 24, 32, 64] = Field(
-        0, description="receiver coils for estimate_sigma's bias correction")
+        0, description="receiver coils for estimate_sigma's bias correction"
+    )
 
 
 class DTIParams(_Params):
@@ -49,29 +51,55 @@ class DTIParams(_Params):
     fit_method: Literal["WLS", "OLS", "NLLS"] = "WLS"
 
 
-@register_step("mask", pipeline="neuro", outputs=("mean_b0", "mask"),
-               params=MaskParams)
-def mask_step(dwi, gtab, budget=None, *, b0_threshold, median_radius, numpass,
-              dilate, finalize_mask):
+@register_step("mask", pipeline="neuro", outputs=("mean_b0", "mask"), params=MaskParams)
+def mask_step(
+    dwi,
+    gtab,
+    budget=None,
+    *,
+    b0_threshold,
+    median_radius,
+    numpass,
+    dilate,
+    finalize_mask,
+):
     b0 = mean_b0(dwi, gtab, threshold=b0_threshold, budget=budget)
-    mask = median_otsu_mask(b0, median_radius=median_radius, numpass=numpass,
-                            dilate=dilate, finalize_mask=finalize_mask)
+    mask = median_otsu_mask(
+        b0,
+        median_radius=median_radius,
+        numpass=numpass,
+        dilate=dilate,
+        finalize_mask=finalize_mask,
+    )
     return {"mean_b0": b0, "mask": mask}
 
 
-@register_step("denoise", pipeline="neuro", outputs=("denoised",),
-               params=DenoiseParams)
+@register_step("denoise", pipeline="neuro", outputs=("denoised",), params=DenoiseParams)
 def denoise_step(dwi, mask, *, method, patch_radius, block_radius, rician, n_coils):
     sigma = estimate_sigma(dwi, n_coils=n_coils)
-    return {"denoised": nlmeans(dwi, sigma, mask=mask, method=method,
-                                patch_radius=patch_radius, block_radius=block_radius,
-                                rician=rician)}
+    return {
+        "denoised": nlmeans(
+            dwi,
+            sigma,
+            mask=mask,
+            method=method,
+            patch_radius=patch_radius,
+            block_radius=block_radius,
+            rician=rician,
+        )
+    }
 
 
-@register_step("dti", pipeline="neuro", outputs=DTI_MAPS, params=DTIParams, dims={
-    "rgb": ("x", "y", "z", "rgb"),
-    "evals": ("x", "y", "z", "eigenvalue"),
-    "evecs": ("x", "y", "z", "component", "eigenvector"),
-})
+@register_step(
+    "dti",
+    pipeline="neuro",
+    outputs=DTI_MAPS,
+    params=DTIParams,
+    dims={
+        "rgb": ("x", "y", "z", "rgb"),
+        "evals": ("x", "y", "z", "eigenvalue"),
+        "evecs": ("x", "y", "z", "component", "eigenvector"),
+    },
+)
 def dti_step(denoised, gtab, mask, budget=None, *, fit_method):
     return fit_dti(denoised, gtab, mask=mask, fit_method=fit_method, budget=budget)

@@ -9,6 +9,7 @@ the input files is skipped on the next run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
@@ -85,10 +86,8 @@ def _versions() -> dict[str, str]:
 
     out = {"python": platform.python_version(), "sciimg": __version__}
     for pkg in ("dask", "distributed", "dipy", "nibabel", "zarr", "numpy", "scipy"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
     return out
 
 
@@ -102,8 +101,11 @@ def _subject_fingerprint(cfg: PipelineConfig, subject: Subject) -> str:
     from sciimg.io import find_gradient_files
 
     files += list(find_gradient_files(subject.dwi) or ())
-    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
-             for p in files if p.exists()]
+    stats = [
+        (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in files
+        if p.exists()
+    ]
     blob = json.dumps([cfg.fingerprint(), stats]).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -127,13 +129,16 @@ def _as_image(name: str, value: Any, dwi: Image, dims) -> Image:
         msg = f"result {name!r} is a {type(value).__name__}, not an array"
         raise TypeError(msg)
     if value.shape[:3] != dwi.shape[:3]:
-        msg = (f"result {name!r} has shape {value.shape}; results must be images on "
-               f"the subject's grid {dwi.shape[:3]}")
+        msg = (
+            f"result {name!r} has shape {value.shape}; results must be images on "
+            f"the subject's grid {dwi.shape[:3]}"
+        )
         raise ValueError(msg)
     dims = dims or default_dims(value.ndim)
     gtab = dwi.gtab if value.shape == dwi.shape else None
-    return Image(value, dwi.affine, tuple(dims), dwi.zooms, gtab=gtab,
-                 source=dwi.source)
+    return Image(
+        value, dwi.affine, tuple(dims), dwi.zooms, gtab=gtab, source=dwi.source
+    )
 
 
 @dataclass
@@ -151,8 +156,12 @@ def _build(cfg: PipelineConfig, subject: Subject, fingerprint: str) -> _Job:
     budget = cfg.chunk_memory
     dwi = open_dwi(subject.dwi, bval=subject.bval, bvec=subject.bvec, budget=budget)
     results: dict[str, Any] = {
-        "dwi": dwi.data, "gtab": dwi.gtab, "affine": dwi.affine, "zooms": dwi.zooms,
-        "subject": subject.id, "budget": budget,
+        "dwi": dwi.data,
+        "gtab": dwi.gtab,
+        "affine": dwi.affine,
+        "zooms": dwi.zooms,
+        "subject": subject.id,
+        "budget": budget,
     }
     owners = dict.fromkeys(_graph_keys([dwi.data]), "read")
     images: dict[str, Image] = {}
@@ -172,10 +181,15 @@ def _build(cfg: PipelineConfig, subject: Subject, fingerprint: str) -> _Job:
         for key in _graph_keys(images[n].data for n in out) - owners.keys():
             owners[key] = planned.name
     writer = ZarrStoreWriter(
-        cfg.output / f"{subject.id}.zarr", budget=budget,
-        attrs={"subject": subject.id, "pipeline": cfg.pipeline,
-               "fingerprint": fingerprint, "source": str(subject.dwi),
-               "config": cfg.model_dump(mode="json")},
+        cfg.output / f"{subject.id}.zarr",
+        budget=budget,
+        attrs={
+            "subject": subject.id,
+            "pipeline": cfg.pipeline,
+            "fingerprint": fingerprint,
+            "source": str(subject.dwi),
+            "config": cfg.model_dump(mode="json"),
+        },
     )
     try:
         targets = writer.store_all(images)
@@ -200,7 +214,8 @@ def _export(cfg: PipelineConfig, subject_id: str, store: Path) -> list[str]:
 def _step_times(records: list[dict], owners: dict) -> tuple[dict, float | None]:
     """Per-step compute seconds (summed over tasks), task count and span."""
     per_step: dict[str, dict[str, float]] = defaultdict(
-        lambda: {"compute_s": 0.0, "tasks": 0, "start": float("inf"), "stop": 0.0})
+        lambda: {"compute_s": 0.0, "tasks": 0, "start": float("inf"), "stop": 0.0}
+    )
     first, last = float("inf"), 0.0
     for rec in records:
         step = owners.get(rec["key"])
@@ -212,12 +227,17 @@ def _step_times(records: list[dict], owners: dict) -> tuple[dict, float | None]:
             s = per_step[step]
             s["compute_s"] += ss["stop"] - ss["start"]
             s["tasks"] += 1
-            s["start"], s["stop"] = min(s["start"], ss["start"]), max(s["stop"],
-                                                                     ss["stop"])
+            s["start"], s["stop"] = (
+                min(s["start"], ss["start"]),
+                max(s["stop"], ss["stop"]),
+            )
             first, last = min(first, ss["start"]), max(last, ss["stop"])
     out = {
-        name: {"compute_s": round(s["compute_s"], 4), "tasks": int(s["tasks"]),
-               "span_s": round(s["stop"] - s["start"], 4)}
+        name: {
+            "compute_s": round(s["compute_s"], 4),
+            "tasks": int(s["tasks"]),
+            "span_s": round(s["stop"] - s["start"], 4),
+        }
         for name, s in per_step.items()
     }
     return out, (round(last - first, 4) if last >= first else None)
@@ -229,8 +249,14 @@ def _clear_stale(output: Path) -> None:
         remove(tmp)
 
 
-def run_pipeline(cfg: PipelineConfig, *, force: bool = False, client=None,
-                 progress: bool = False, log=print) -> RunReport:
+def run_pipeline(
+    cfg: PipelineConfig,
+    *,
+    force: bool = False,
+    client=None,
+    progress: bool = False,
+    log=print,
+) -> RunReport:
     """Run a pipeline over all subjects of its input.
 
     Parameters
@@ -269,18 +295,26 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, client=None,
         store = output / f"{subject.id}.zarr"
         try:
             fingerprint = _subject_fingerprint(cfg, subject)
-            if (not force and store.is_dir()
-                    and store_attrs(store).get("fingerprint") == fingerprint):
+            if (
+                not force
+                and store.is_dir()
+                and store_attrs(store).get("fingerprint") == fingerprint
+            ):
                 attrs = store_attrs(store)
                 results[subject.id] = SubjectResult(
-                    subject.id, "skipped", attrs.get("seconds"), store=store.name,
+                    subject.id,
+                    "skipped",
+                    attrs.get("seconds"),
+                    store=store.name,
                     exports=_export(cfg, subject.id, store),
-                    steps=attrs.get("timings", {}))
+                    steps=attrs.get("timings", {}),
+                )
                 continue
             jobs.append(_build(cfg, subject, fingerprint))
         except Exception as exc:  # one bad subject must not stop the others
-            results[subject.id] = SubjectResult(subject.id, "failed",
-                                                error=_one_line(exc))
+            results[subject.id] = SubjectResult(
+                subject.id, "failed", error=_one_line(exc)
+            )
     cluster_info: dict[str, Any] = {}
     if jobs:
         if client is None:
@@ -290,12 +324,15 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, client=None,
             cluster_info = _compute(jobs, client, results, cfg, progress, log)
     finished = datetime.now(UTC)
     report = RunReport(
-        pipeline=cfg.pipeline, output=str(output),
+        pipeline=cfg.pipeline,
+        output=str(output),
         started=started.isoformat(timespec="seconds"),
         finished=finished.isoformat(timespec="seconds"),
         wall_seconds=round(time.perf_counter() - t0, 3),
-        config=cfg.model_dump(mode="json"), fingerprint=cfg.fingerprint(),
-        versions=_versions(), cluster=cluster_info,
+        config=cfg.model_dump(mode="json"),
+        fingerprint=cfg.fingerprint(),
+        versions=_versions(),
+        cluster=cluster_info,
         subjects=[results[k] for k in sorted(results)],
     )
     with atomic_path(output / "run.json") as tmp:
@@ -303,8 +340,14 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, client=None,
     return report
 
 
-def _compute(jobs: list[_Job], client, results: dict[str, SubjectResult],
-             cfg: PipelineConfig, progress: bool, log) -> dict[str, Any]:
+def _compute(
+    jobs: list[_Job],
+    client,
+    results: dict[str, SubjectResult],
+    cfg: PipelineConfig,
+    progress: bool,
+    log,
+) -> dict[str, Any]:
     from distributed import get_task_stream, wait
 
     info = client.scheduler_info()
@@ -332,8 +375,9 @@ def _compute(jobs: list[_Job], client, results: dict[str, SubjectResult],
         failed = [f for f in futs if f.status != "finished"]
         if failed:
             job.writer.abort()
-            results[sid] = SubjectResult(sid, "failed",
-                                         error=_one_line(failed[0].exception()))
+            results[sid] = SubjectResult(
+                sid, "failed", error=_one_line(failed[0].exception())
+            )
             log(f"{sid}: failed: {results[sid].error}")
             continue
         steps, seconds = _step_times(records, job.owners)
@@ -345,7 +389,8 @@ def _compute(jobs: list[_Job], client, results: dict[str, SubjectResult],
             job.writer.abort()
             results[sid] = SubjectResult(sid, "failed", error=_one_line(exc))
             continue
-        results[sid] = SubjectResult(sid, "done", seconds, store=store.name,
-                                     exports=exports, steps=steps)
+        results[sid] = SubjectResult(
+            sid, "done", seconds, store=store.name, exports=exports, steps=steps
+        )
         log(f"{sid}: done in {seconds} s")
     return cluster_info

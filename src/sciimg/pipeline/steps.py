@@ -19,8 +19,14 @@ from pydantic import BaseModel
 
 from sciimg.errors import ConfigError
 
-__all__ = ["Step", "builtin_steps", "get_step", "load_function", "register_step",
-           "resolve_arguments"]
+__all__ = [
+    "Step",
+    "builtin_steps",
+    "get_step",
+    "load_function",
+    "register_step",
+    "resolve_arguments",
+]
 
 
 @dataclass(frozen=True)
@@ -51,9 +57,14 @@ class Step:
 _REGISTRY: dict[str, dict[str, Step]] = {}
 
 
-def register_step(name: str, *, pipeline: str, outputs: tuple[str, ...] | None = None,
-                  params: type[BaseModel] | None = None,
-                  dims: Mapping[str, tuple[str, ...]] | None = None):
+def register_step(
+    name: str,
+    *,
+    pipeline: str,
+    outputs: tuple[str, ...] | None = None,
+    params: type[BaseModel] | None = None,
+    dims: Mapping[str, tuple[str, ...]] | None = None,
+):
     """Register ``func`` as built-in step ``name`` of ``pipeline`` (a decorator).
 
     Examples
@@ -67,7 +78,8 @@ def register_step(name: str, *, pipeline: str, outputs: tuple[str, ...] | None =
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         _REGISTRY.setdefault(pipeline, {})[name] = Step(
-            name, func, tuple(outputs or (name,)), params, dict(dims or {}))
+            name, func, tuple(outputs or (name,)), params, dict(dims or {})
+        )
         return func
 
     return decorate
@@ -117,9 +129,12 @@ def load_function(spec: str) -> Callable[..., Any]:
     return func
 
 
-def resolve_arguments(step: Step, available: Mapping[str, Any] | set[str],
-                      params: Mapping[str, Any],
-                      inputs: Mapping[str, str] | None = None) -> dict[str, Any]:
+def resolve_arguments(
+    step: Step,
+    available: Mapping[str, Any] | set[str],
+    params: Mapping[str, Any],
+    inputs: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Match a step function's parameters to results and config values.
 
     With ``available`` a set of names, only checks (at config time) and returns the
@@ -147,12 +162,15 @@ def resolve_arguments(step: Step, available: Mapping[str, Any] | set[str],
         if pname in params:
             args[pname] = params[pname]
         elif source in available:
-            args[pname] = (available[source] if isinstance(available, Mapping)
-                           else source)
+            args[pname] = (
+                available[source] if isinstance(available, Mapping) else source
+            )
         elif p.default is p.empty:
             have = ", ".join(sorted(available))
-            msg = (f"needs {source!r}, which is neither configured nor produced by "
-                   f"an earlier step (available: {have})")
+            msg = (
+                f"needs {source!r}, which is neither configured nor produced by "
+                f"an earlier step (available: {have})"
+            )
             raise ConfigError(msg)
     for k, v in params.items():  # passed through **kwargs
         args.setdefault(k, v)

@@ -17,8 +17,9 @@ def _directions(n: int, rng: np.random.Generator) -> np.ndarray:
     return hemi.vertices
 
 
-def multishell_gtab(*, shells=(1000, 2000, 3000), directions: int = 10,
-                    b0_every: int = 8, seed: int = 0):
+def multishell_gtab(
+    *, shells=(1000, 2000, 3000), directions: int = 10, b0_every: int = 8, seed: int = 0
+):
     """A multi-shell scheme with b0 volumes interleaved, like the HCP's.
 
     Parameters

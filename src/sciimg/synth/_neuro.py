@@ -12,9 +12,15 @@ __all__ = ["LABELS", "NeuroPhantom", "make_neuro_phantom", "write_neuro_dataset"
 
 #: Labels of the phantom: tissues, and white matter split by fibre orientation so
 #: that each label is a region of one noiseless signal.
-LABELS = {0: "background", 1: "csf", 2: "grey matter", 3: "white matter (z)",
-          4: "white matter crossing (x and y)", 5: "white matter bundle (x)",
-          6: "white matter bundle (y)"}
+LABELS = {
+    0: "background",
+    1: "csf",
+    2: "grey matter",
+    3: "white matter (z)",
+    4: "white matter crossing (x and y)",
+    5: "white matter bundle (x)",
+    6: "white matter bundle (y)",
+}
 
 # Diffusivities (mm²/s) and b0 signal per tissue, typical of adult brain at 3 T.
 _CSF = (np.array([[3.0e-3, 3.0e-3, 3.0e-3]]), 1.0, [(0, 0)], [100.0])
@@ -28,13 +34,13 @@ _X, _Y, _Z = (90, 0), (90, 90), (0, 0)  # (theta, phi) in degrees
 class NeuroPhantom:
     """One synthetic subject: noisy series, gradients and ground truth."""
 
-    data: np.ndarray          # (x, y, z, volume) float32
-    gtab: object              # dipy GradientTable
+    data: np.ndarray  # (x, y, z, volume) float32
+    gtab: object  # dipy GradientTable
     affine: np.ndarray
-    labels: np.ndarray        # (x, y, z) uint8, see LABELS
-    fa: np.ndarray            # (x, y, z) truth: DTI of the noiseless signal
+    labels: np.ndarray  # (x, y, z) uint8, see LABELS
+    fa: np.ndarray  # (x, y, z) truth: DTI of the noiseless signal
     md: np.ndarray
-    sigma: float              # Rician noise level
+    sigma: float  # Rician noise level
 
 
 def _classes(gtab):
@@ -53,17 +59,24 @@ def _classes(gtab):
     }
     signals = {}
     for key, (mevals, s0, angles, fractions) in spec.items():
-        sig, _ = multi_tensor(gtab, mevals, S0=s0, angles=angles,
-                              fractions=fractions, snr=None)
+        sig, _ = multi_tensor(
+            gtab, mevals, S0=s0, angles=angles, fractions=fractions, snr=None
+        )
         signals[key] = sig
     fit = TensorModel(gtab).fit(np.array(list(signals.values())))
     truth = {k: (float(fit.fa[i]), float(fit.md[i])) for i, k in enumerate(signals)}
     return signals, truth
 
 
-def make_neuro_phantom(shape=(32, 32, 20), *, gtab=None, snr: float = 20.0,
-                       voxel_size: float = 2.0, seed: int = 0,
-                       s0: float = 1000.0) -> NeuroPhantom:
+def make_neuro_phantom(
+    shape=(32, 32, 20),
+    *,
+    gtab=None,
+    snr: float = 20.0,
+    voxel_size: float = 2.0,
+    seed: int = 0,
+    s0: float = 1000.0,
+) -> NeuroPhantom:
     """Build one head phantom.
 
     An ellipsoidal head: a CSF rim and ventricles, a grey-matter ribbon, and white
@@ -91,7 +104,7 @@ def make_neuro_phantom(shape=(32, 32, 20), *, gtab=None, snr: float = 20.0,
     >>> from sciimg.synth import multishell_gtab
     >>> ph = make_neuro_phantom((16, 16, 10), gtab=multishell_gtab(directions=6))
     >>> ph.data.shape, sorted(set(ph.labels.ravel().tolist()))
-    ((16, 16, 10, 24), [0, 1, 2, 3, 4, 5, 6])
+    ((16, 16, 10, 21), [0, 1, 2, 3, 4, 5, 6])
     """
     from sciimg.synth._gradients import multishell_gtab
 
@@ -105,22 +118,22 @@ def make_neuro_phantom(shape=(32, 32, 20), *, gtab=None, snr: float = 20.0,
     x, y, z = grid
 
     labels = np.zeros(shape, np.uint8)
-    labels[r <= 1.0] = 1                       # CSF rim
-    labels[r <= 0.88] = 2                      # grey-matter ribbon
-    labels[r <= 0.68] = 3                      # white matter
+    labels[r <= 1.0] = 1  # CSF rim
+    labels[r <= 0.88] = 2  # grey-matter ribbon
+    labels[r <= 0.68] = 3  # white matter
     ventricles = ((x / 0.12) ** 2 + (y / 0.3) ** 2 + (z / 0.2) ** 2) <= 1.0
     labels[ventricles & (r <= 0.68)] = 1
 
     wm = labels == 3
-    band_x = wm & (np.abs(y - 0.35) < 0.16)    # bundle along x
-    band_y = wm & (np.abs(x + 0.35) < 0.16)    # bundle along y
+    band_x = wm & (np.abs(y - 0.35) < 0.16)  # bundle along x
+    band_y = wm & (np.abs(x + 0.35) < 0.16)  # bundle along y
     crossing = band_x & band_y
     labels[band_x] = 5
     labels[band_y] = 6
     labels[crossing] = 4
 
     signals, truth = _classes(gtab)
-    clean = np.zeros(shape + (len(gtab.bvals),), np.float64)
+    clean = np.zeros((*shape, len(gtab.bvals)), np.float64)
     fa = np.zeros(shape, np.float32)
     md = np.zeros(shape, np.float32)
     regions = {
@@ -135,17 +148,27 @@ def make_neuro_phantom(shape=(32, 32, 20), *, gtab=None, snr: float = 20.0,
         clean[where] = signals[key] * s0
         fa[where], md[where] = truth[key]
     sigma = s0 * _WM_S0 / snr
-    noisy = np.sqrt((clean + rng.normal(0, sigma, clean.shape)) ** 2
-                    + rng.normal(0, sigma, clean.shape) ** 2)
+    noisy = np.sqrt(
+        (clean + rng.normal(0, sigma, clean.shape)) ** 2
+        + rng.normal(0, sigma, clean.shape) ** 2
+    )
     affine = np.diag([voxel_size] * 3 + [1.0])
     affine[:3, 3] = -voxel_size * (np.array(shape) - 1) / 2  # centred on the origin
-    return NeuroPhantom(noisy.astype(np.float32), gtab, affine, labels, fa, md,
-                        float(sigma))
+    return NeuroPhantom(
+        noisy.astype(np.float32), gtab, affine, labels, fa, md, float(sigma)
+    )
 
 
-def write_neuro_dataset(out: str | Path, *, subjects: int = 2, shape=(32, 32, 20),
-                        seed: int = 0, snr: float = 20.0, hcp: bool = False,
-                        directions: int | None = None) -> list[Path]:
+def write_neuro_dataset(
+    out: str | Path,
+    *,
+    subjects: int = 2,
+    shape=(32, 32, 20),
+    seed: int = 0,
+    snr: float = 20.0,
+    hcp: bool = False,
+    directions: int | None = None,
+) -> list[Path]:
     """Write phantom subjects as a BIDS dataset, with ground truth beside it.
 
     Layout::
@@ -195,15 +218,23 @@ def write_neuro_dataset(out: str | Path, *, subjects: int = 2, shape=(32, 32, 20
     gtab = multishell_gtab(directions=ndir, b0_every=16 if hcp else 8, seed=seed)
     voxel = 1.25 if hcp else 2.0
     out.mkdir(parents=True, exist_ok=True)
-    (out / "dataset_description.json").write_text(json.dumps({
-        "Name": "sciimg diffusion phantom", "BIDSVersion": "1.9.0",
-        "DatasetType": "raw", "GeneratedBy": [{"Name": "sciimg synth neuro"}],
-    }, indent=2))
+    (out / "dataset_description.json").write_text(
+        json.dumps(
+            {
+                "Name": "sciimg diffusion phantom",
+                "BIDSVersion": "1.9.0",
+                "DatasetType": "raw",
+                "GeneratedBy": [{"Name": "sciimg synth neuro"}],
+            },
+            indent=2,
+        )
+    )
     written = []
     for i in range(subjects):
         sub = f"sub-{i + 1:02d}"
-        ph = make_neuro_phantom(shape, gtab=gtab, snr=snr, voxel_size=voxel,
-                                seed=seed + i)
+        ph = make_neuro_phantom(
+            shape, gtab=gtab, snr=snr, voxel_size=voxel, seed=seed + i
+        )
         dwi_dir = out / sub / "dwi"
         dwi_dir.mkdir(parents=True, exist_ok=True)
         dwi = dwi_dir / f"{sub}_dwi.nii.gz"
@@ -216,7 +247,8 @@ def write_neuro_dataset(out: str | Path, *, subjects: int = 2, shape=(32, 32, 20
         truth.mkdir(parents=True, exist_ok=True)
         for name, arr in (("labels", ph.labels), ("fa", ph.fa), ("md", ph.md)):
             nib.save(nib.Nifti1Image(arr, ph.affine), truth / f"{sub}_{name}.nii.gz")
-        (truth / f"{sub}_noise.json").write_text(json.dumps(
-            {"sigma": ph.sigma, "snr": snr, "labels": LABELS}, indent=2))
+        (truth / f"{sub}_noise.json").write_text(
+            json.dumps({"sigma": ph.sigma, "snr": snr, "labels": LABELS}, indent=2)
+        )
         written.append(dwi)
     return written
