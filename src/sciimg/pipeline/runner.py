@@ -28,6 +28,7 @@ from sciimg.io import (
     ZarrStoreWriter,
     atomic_path,
     discover_subjects,
+    find_gradient_files,
     open_dwi,
     open_zarr,
     store_attrs,
@@ -98,8 +99,6 @@ def _one_line(exc: BaseException) -> str:
 
 def _subject_fingerprint(cfg: PipelineConfig, subject: Subject) -> str:
     files = [p for p in (subject.dwi, subject.bval, subject.bvec) if p is not None]
-    from sciimg.io import find_gradient_files
-
     files += list(find_gradient_files(subject.dwi) or ())
     stats = [
         (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
@@ -295,12 +294,8 @@ def run_pipeline(
         store = output / f"{subject.id}.zarr"
         try:
             fingerprint = _subject_fingerprint(cfg, subject)
-            if (
-                not force
-                and store.is_dir()
-                and store_attrs(store).get("fingerprint") == fingerprint
-            ):
-                attrs = store_attrs(store)
+            attrs = store_attrs(store) if store.is_dir() and not force else {}
+            if attrs.get("fingerprint") == fingerprint:
                 results[subject.id] = SubjectResult(
                     subject.id,
                     "skipped",
