@@ -150,15 +150,14 @@ def ingest(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
 ) -> None:
     """Convert image files into one Zarr store (one image group per file)."""
-    from sciimg.io import open_image, write_zarr
-    from sciimg.io._gradients import _stem
+    from sciimg.io import image_stem, open_image, write_zarr
 
     if out_store.exists() and not overwrite:
         _fail(f"{out_store}: exists; use --overwrite to replace it")
     images = {}
     try:
         for f in files:
-            name = _stem(f)
+            name = image_stem(f)
             if name in images:
                 _fail(f"{f}: a second image named {name!r}")
             images[name] = open_image(f, budget=chunk_memory)

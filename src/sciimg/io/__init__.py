@@ -4,7 +4,12 @@ from sciimg.io._atomic import atomic_path
 from sciimg.io._chunks import chunk_budget, chunks_for
 from sciimg.io._discover import Subject, discover_subjects
 from sciimg.io._dwi import open_dwi
-from sciimg.io._gradients import find_gradient_files, make_gtab, read_gradients
+from sciimg.io._gradients import (
+    find_gradient_files,
+    image_stem,
+    make_gtab,
+    read_gradients,
+)
 from sciimg.io._image import Image
 from sciimg.io._nifti import open_nifti, write_nifti
 from sciimg.io._registry import list_readers, open_image, register_reader
@@ -27,6 +32,7 @@ __all__ = [
     "discover_subjects",
     "find_gradient_files",
     "image_names",
+    "image_stem",
     "iter_images",
     "list_readers",
     "make_gtab",

@@ -8,10 +8,18 @@ import numpy as np
 
 from sciimg.errors import InputError
 
-__all__ = ["find_gradient_files", "make_gtab", "read_gradients"]
+__all__ = ["find_gradient_files", "image_stem", "make_gtab", "read_gradients"]
 
 
-def _stem(path: Path) -> str:
+def image_stem(path: str | Path) -> str:
+    """A file name without its image suffix (``.nii.gz`` counts as one).
+
+    Examples
+    --------
+    >>> image_stem("sub-01_dwi.nii.gz")
+    'sub-01_dwi'
+    """
+    path = Path(path)
     name = path.name
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix):
@@ -31,7 +39,7 @@ def find_gradient_files(dwi: str | Path) -> tuple[Path, Path] | None:
     True
     """
     dwi = Path(dwi)
-    stem = _stem(dwi)
+    stem = image_stem(dwi)
     for bval, bvec in (
         (dwi.with_name(stem + ".bval"), dwi.with_name(stem + ".bvec")),
         (dwi.with_name("bvals"), dwi.with_name("bvecs")),
