@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import dask
-import numpy as np
 import pytest
-
-# Tests use real processes and a real cluster; keep the local scheduler predictable.
-dask.config.set({"distributed.worker.daemon": False})
 
 
 @pytest.fixture(scope="session")
@@ -67,8 +61,3 @@ def uneven():
         return tuple(max(1, (n + 2) // 3) if n > 3 else n for n in shape)
 
     return make
-
-
-def pytest_configure(config):
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    np.seterr(all="ignore")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -70,21 +70,6 @@ class Image:
     @property
     def dtype(self) -> np.dtype:
         return self.data.dtype
-
-    def with_data(self, data: da.Array, dims: tuple[str, ...] | None = None) -> Image:
-        """The same geometry around other voxels (e.g. a map derived from this one).
-
-        Examples
-        --------
-        >>> import dask.array as da, numpy as np
-        >>> img = Image(da.zeros((4, 4, 2, 3)), np.eye(4), ("x", "y", "z", "volume"),
-        ...             (1.0, 1.0, 1.0))
-        >>> img.with_data(img.data.mean(axis=-1)).dims
-        ('x', 'y', 'z')
-        """
-        dims = dims if dims is not None else default_dims(data.ndim)
-        gtab = self.gtab if dims == self.dims else None
-        return replace(self, data=data, dims=dims, gtab=gtab)
 
 
 def default_dims(ndim: int) -> tuple[str, ...]:

@@ -22,7 +22,6 @@ from sciimg.errors import ConfigError
 __all__ = [
     "Step",
     "builtin_steps",
-    "get_step",
     "load_function",
     "register_step",
     "resolve_arguments",
@@ -72,7 +71,7 @@ def register_step(
     >>> @register_step("double", pipeline="example")
     ... def double(dwi):
     ...     return 2 * dwi
-    >>> get_step("example", "double").outputs
+    >>> builtin_steps("example")["double"].outputs
     ('double',)
     """
 
@@ -88,16 +87,6 @@ def register_step(
 def builtin_steps(pipeline: str) -> dict[str, Step]:
     """The built-in steps of a pipeline, in their natural order."""
     return dict(_REGISTRY.get(pipeline, {}))
-
-
-def get_step(pipeline: str, name: str) -> Step:
-    """A built-in step by name."""
-    try:
-        return _REGISTRY[pipeline][name]
-    except KeyError:
-        have = ", ".join(_REGISTRY.get(pipeline, {})) or "none"
-        msg = f"unknown {pipeline} step {name!r} (built-in steps: {have})"
-        raise ConfigError(msg) from None
 
 
 def load_function(spec: str) -> Callable[..., Any]:
