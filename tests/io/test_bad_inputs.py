@@ -6,9 +6,10 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from sciimg.errors import InputError
-from sciimg.io import open_dwi
+from sciimg.io import open_dwi, open_exposure
 
 
 def _dwi(tmp_path, data, nvol_grad=None, name="sub-01_dwi.nii.gz"):
@@ -108,3 +109,102 @@ def test_good_file_passes(tmp_path):
     path = _dwi(tmp_path, _good())
     assert open_dwi(path).data.compute().shape == (6, 6, 4, 7)
     shutil.rmtree(tmp_path)
+
+
+# ---- FITS exposures ---------------------------------------------------------------
+
+
+def _exposure(tmp_path, name="visit-1_ccd-2.fits", **kwargs):
+    from tests.io.test_fits import write_exposure
+
+    path = tmp_path / name
+    write_exposure(path, **kwargs)
+    return path
+
+
+def _fits_truncated(tmp_path):
+    p = _exposure(tmp_path)
+    p.write_bytes(p.read_bytes()[:-3000])  # into the VARIANCE pixels
+    return p
+
+
+def _fits_header_cut(tmp_path):
+    p = _exposure(tmp_path)
+    with fits.open(p) as hdul:
+        start = hdul.fileinfo(3)["hdrLoc"]
+    p.write_bytes(p.read_bytes()[: start + 400])  # VARIANCE's header, cut off
+    return p
+
+
+def _fits_gz_truncated(tmp_path):
+    p = _exposure(tmp_path)
+    gz = p.with_name(p.name + ".gz")
+    raw = gzip.compress(p.read_bytes())
+    gz.write_bytes(raw[: len(raw) * 2 // 3])
+    return gz
+
+
+def _fits_no_variance(tmp_path):
+    return _exposure(tmp_path, planes=("IMAGE", "MASK"))
+
+
+def _fits_no_wcs(tmp_path):
+    return _exposure(tmp_path, with_wcs=False)
+
+
+def _fits_not_fits(tmp_path):
+    p = tmp_path / "visit-1_ccd-2.fits"
+    p.write_text("SIMPLE is not what this file is\n" * 100)
+    return p
+
+
+def _fits_empty(tmp_path):
+    p = tmp_path / "visit-1_ccd-2.fits"
+    p.write_bytes(b"")
+    return p
+
+
+def _fits_shapes_differ(tmp_path):
+    return _exposure(tmp_path, shapes={"VARIANCE": (30, 40)})
+
+
+def _fits_cube(tmp_path):
+    return _exposure(tmp_path, shapes={"IMAGE": (2, 30, 41)})
+
+
+def _fits_float_mask(tmp_path):
+    return _exposure(tmp_path, mask_dtype=">f4")
+
+
+FITS_CASES = [
+    (_fits_truncated, r"is truncated: HDU 3 \(VARIANCE\) needs \d+ bytes"),
+    (_fits_header_cut, "is truncated: the header of HDU 3 is cut off"),
+    (_fits_gz_truncated, "truncated or damaged"),
+    (_fits_no_variance, r"has no VARIANCE extension \(extensions: IMAGE, MASK\)"),
+    (_fits_no_wcs, r"HDU 1 \(IMAGE\) has no celestial WCS"),
+    (_fits_not_fits, "is not a FITS file"),
+    (_fits_empty, "is not a FITS file"),
+    (_fits_shapes_differ, r"planes of different shapes: .*VARIANCE\) 30×40"),
+    (_fits_cube, r"HDU 1 \(IMAGE\) is 3-D; an exposure plane must be 2-D"),
+    (_fits_float_mask, "holds float32 pixels; a bit mask must be integers"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"), FITS_CASES, ids=[c[0].__name__ for c in FITS_CASES]
+)
+def test_bad_exposure_one_line_error(tmp_path, make, message):
+    import re
+
+    path = make(tmp_path)
+    with pytest.raises(InputError) as info:
+        open_exposure(path).image.compute()
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{path}: ")
+    assert re.search(message, msg), msg
+
+
+def test_good_exposure_passes(tmp_path):
+    path = _exposure(tmp_path)
+    assert open_exposure(path).image.compute().shape == (30, 41)

@@ -2,8 +2,10 @@
 
 from sciimg.io._atomic import atomic_path
 from sciimg.io._chunks import chunk_budget, chunks_for
-from sciimg.io._discover import Subject, discover_subjects
+from sciimg.io._discover import Subject, discover_exposures, discover_subjects
 from sciimg.io._dwi import open_dwi
+from sciimg.io._exposure import DEFAULT_MASK_BITS, Exposure, open_exposure
+from sciimg.io._fits import open_fits, open_fits_images, wcs_from_attrs
 from sciimg.io._gradients import (
     find_gradient_files,
     image_stem,
@@ -23,12 +25,15 @@ from sciimg.io._zarr import (
 )
 
 __all__ = [
+    "DEFAULT_MASK_BITS",
+    "Exposure",
     "Image",
     "Subject",
     "ZarrStoreWriter",
     "atomic_path",
     "chunk_budget",
     "chunks_for",
+    "discover_exposures",
     "discover_subjects",
     "find_gradient_files",
     "image_names",
@@ -37,12 +42,16 @@ __all__ = [
     "list_readers",
     "make_gtab",
     "open_dwi",
+    "open_exposure",
+    "open_fits",
+    "open_fits_images",
     "open_image",
     "open_nifti",
     "open_zarr",
     "read_gradients",
     "register_reader",
     "store_attrs",
+    "wcs_from_attrs",
     "write_nifti",
     "write_zarr",
 ]

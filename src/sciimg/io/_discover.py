@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sciimg.errors import InputError
 
-__all__ = ["Subject", "discover_subjects"]
+__all__ = ["Subject", "discover_exposures", "discover_subjects"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +96,70 @@ def discover_subjects(source: str | Path | Iterable[str | Path]) -> list[Subject
             raise InputError(s.dwi, f"gives subject id {s.id!r}, as does {seen[s.id]}")
         seen[s.id] = s.dwi
     return sorted(subjects, key=lambda s: s.id)
+
+
+_FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fits.fz")
+
+
+def _exposure_id(path: Path, root: Path | None) -> str:
+    name = path.name
+    for suffix in _FITS_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    if root is not None:
+        parts = path.relative_to(root).parent.parts
+        name = "_".join((*parts, name))
+    return name
+
+
+def discover_exposures(
+    source: str | Path | Iterable[str | Path],
+) -> list[tuple[str, Path]]:
+    """The FITS exposures under a folder (searched recursively), or of a list.
+
+    Ids come from the path under the folder: ``visit-3/ccd-12.fits`` is
+    ``visit-3_ccd-12``; files of a list are named by their stem.
+
+    Returns
+    -------
+    list of (id, path)
+        Sorted by id; ids are unique.
+
+    Raises
+    ------
+    InputError
+        Nothing found, or two files would get the same id.
+
+    Examples
+    --------
+    >>> discover_exposures(["a/ccd-1.fits", "b/ccd-2.fits.fz"])
+    [('ccd-1', PosixPath('a/ccd-1.fits')), ('ccd-2', PosixPath('b/ccd-2.fits.fz'))]
+    """
+    if isinstance(source, str | Path):
+        root = Path(source)
+        if root.is_dir():
+            files = sorted(
+                p
+                for p in root.rglob("*")
+                if p.is_file()
+                and p.name.endswith(_FITS_SUFFIXES)
+                and not p.name.startswith(".")
+            )
+            if not files:
+                raise InputError(
+                    root, f"holds no FITS files ({', '.join(_FITS_SUFFIXES)})"
+                )
+            found = [(_exposure_id(p, root), p) for p in files]
+        else:
+            found = [(_exposure_id(root, None), root)]
+    else:
+        found = [(_exposure_id(Path(p), None), Path(p)) for p in source]
+        if not found:
+            raise InputError("input", "the list of files is empty")
+    seen: dict[str, Path] = {}
+    for eid, p in found:
+        if eid in seen:
+            raise InputError(p, f"gives exposure id {eid!r}, as does {seen[eid]}")
+        seen[eid] = p
+    return sorted(found)

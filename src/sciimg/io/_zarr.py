@@ -31,11 +31,13 @@ __all__ = ["ZarrReader", "ZarrStoreWriter", "open_zarr", "store_attrs", "write_z
 _SPACE = ("x", "y", "z")
 
 
-def _ngff_axes(dims: tuple[str, ...]) -> list[dict[str, str]]:
+def _ngff_axes(
+    dims: tuple[str, ...], space_unit: str = "millimeter"
+) -> list[dict[str, str]]:
     axes, seen_channel = [], False
     for name in reversed(dims):
         if name in _SPACE:
-            axes.append({"name": name, "type": "space", "unit": "millimeter"})
+            axes.append({"name": name, "type": "space", "unit": space_unit})
         elif name == "time":
             axes.append({"name": name, "type": "time"})
         elif not seen_channel:
@@ -67,7 +69,10 @@ def _image_attrs(name: str, image: Image) -> dict[str, Any]:
             "multiscales": [
                 {
                     "name": name,
-                    "axes": _ngff_axes(image.dims),
+                    # Sky images measure space in arcseconds, say so.
+                    "axes": _ngff_axes(
+                        image.dims, image.attrs.get("space_unit", "millimeter")
+                    ),
                     "datasets": [
                         {
                             "path": "0",
