@@ -1,5 +1,6 @@
 """Synthetic data with ground truth, so pipelines can be checked without downloads."""
 
+from sciimg.synth._astro import AstroSurvey, write_astro_survey
 from sciimg.synth._gradients import multishell_gtab
 from sciimg.synth._neuro import (
     LABELS,
@@ -7,11 +8,17 @@ from sciimg.synth._neuro import (
     make_neuro_phantom,
     write_neuro_dataset,
 )
+from sciimg.synth._sky import MASK_BITS, make_sky_catalog, render_exposure
 
 __all__ = [
     "LABELS",
+    "MASK_BITS",
+    "AstroSurvey",
     "NeuroPhantom",
     "make_neuro_phantom",
+    "make_sky_catalog",
     "multishell_gtab",
+    "render_exposure",
+    "write_astro_survey",
     "write_neuro_dataset",
 ]
