@@ -1,0 +1,40 @@
+"""The astronomy pipeline's steps as functions on (dask) arrays: calibrate, sky map,
+warp, co-add, detect. No I/O and no cluster here; see :mod:`sciimg.pipeline`."""
+
+from sciimg.astro._calibrate import (
+    calibrate,
+    detect_cosmic_rays,
+    estimate_background,
+    measure_psf_fwhm,
+)
+from sciimg.astro._coadd import WarpSource, clipped_mean, coadd, coadd_patch
+from sciimg.astro._detect import CATALOG_COLUMNS, FLAG_NO_DATA, FLAG_SATURATED, detect
+from sciimg.astro._masks import COADD_BITS, DEFAULT_BITS, bitmask
+from sciimg.astro._qc import plot_detections
+from sciimg.astro._skymap import Patch, SkyMap, make_skymap
+from sciimg.astro._warp import input_box, psf_match_sigma, warp
+
+__all__ = [
+    "CATALOG_COLUMNS",
+    "COADD_BITS",
+    "DEFAULT_BITS",
+    "FLAG_NO_DATA",
+    "FLAG_SATURATED",
+    "Patch",
+    "SkyMap",
+    "WarpSource",
+    "bitmask",
+    "calibrate",
+    "clipped_mean",
+    "coadd",
+    "coadd_patch",
+    "detect",
+    "detect_cosmic_rays",
+    "estimate_background",
+    "input_box",
+    "make_skymap",
+    "measure_psf_fwhm",
+    "plot_detections",
+    "psf_match_sigma",
+    "warp",
+]

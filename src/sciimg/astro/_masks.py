@@ -1,0 +1,64 @@
+"""Mask bits: LSST-style names for the bits of an exposure's integer mask plane."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+__all__ = ["COADD_BITS", "DEFAULT_BITS", "bitmask"]
+
+#: Bit index of each named flag when a file does not say (LSST's ``MP_*`` order).
+DEFAULT_BITS: dict[str, int] = {
+    "BAD": 0,
+    "SAT": 1,
+    "INTRP": 2,
+    "CR": 3,
+    "EDGE": 4,
+    "NO_DATA": 8,
+}
+
+#: Bits of a coadd's mask plane: the input flags that matter downstream, plus
+#: ``CLIPPED`` where at least one visit was rejected as an outlier.
+COADD_BITS: dict[str, int] = {**DEFAULT_BITS, "CLIPPED": 9}
+
+
+def bitmask(names: Iterable[str], bits: Mapping[str, int] | None = None) -> int:
+    """The integer with the bits of ``names`` set (names a file lacks are skipped).
+
+    Examples
+    --------
+    >>> bitmask(["BAD", "SAT"])
+    3
+    >>> bitmask(["CR", "UNKNOWN"], {"CR": 5})
+    32
+    """
+    bits = DEFAULT_BITS if bits is None else bits
+    value = 0
+    for name in names:
+        if name in bits:
+            value |= 1 << int(bits[name])
+    return value
+
+
+def _flagged(mask: np.ndarray | None, value: int, shape) -> np.ndarray:
+    """Boolean map of pixels with any of ``value``'s bits set."""
+    if mask is None or value == 0:
+        return np.zeros(shape, dtype=bool)
+    return (np.asarray(mask).astype(np.int64) & value) != 0
+
+
+def _whole(array):
+    """A dask array as one Delayed value, without re-optimising its graph.
+
+    Passing a dask array straight to ``dask.delayed`` optimises (fuses) its graph
+    into new task names, so work shared with other outputs would run twice.
+    """
+    import dask.array as da
+
+    array = da.asarray(array)
+    return (
+        array.rechunk(tuple(-1 for _ in array.shape))
+        .to_delayed(optimize_graph=False)
+        .ravel()[0]
+    )
