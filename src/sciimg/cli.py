@@ -81,12 +81,18 @@ def run(
     except (ConfigError, InputError) as exc:
         _fail(str(exc))
     table = Table(title=f"{cfg.pipeline}: {report.output}")
-    for col in ("subject", "status", "time (s)", "message"):
+    kinds = sorted({s.kind for s in report.subjects})
+    for col in (
+        "item" if len(kinds) > 1 else kinds[0] if kinds else "subject",
+        "status",
+        "time (s)",
+        "message",
+    ):
         table.add_column(col, overflow="fold")
     colour = {"done": "green", "skipped": "cyan", "failed": "red"}
     for s in report.subjects:
         table.add_row(
-            s.id,
+            s.id if len(kinds) < 2 else f"{s.kind} {s.id}",
             f"[{colour[s.status]}]{s.status}[/]",
             f"{s.seconds:.1f}" if s.seconds is not None else "-",
             s.error or "",
@@ -94,6 +100,11 @@ def run(
     out.print()
     out.print(table)
     counts = report.counts()
+    if "sources" in report.summary:
+        out.print(
+            f"{report.summary['sources']} sources in "
+            f"{Path(report.output) / 'catalog.parquet'}"
+        )
     out.print(
         f"{counts['done']} done, {counts['skipped']} skipped, "
         f"{counts['failed']} failed in {report.wall_seconds:.1f} s; "
@@ -140,6 +151,39 @@ def synth_neuro(
     )
 
 
+@synth_app.command("astro")
+def synth_astro(
+    out_dir: Annotated[Path, typer.Argument(help="Survey folder to write.")],
+    visits: Annotated[int, typer.Option(min=1)] = 4,
+    ccds: Annotated[int, typer.Option(min=1, help="CCDs per visit.")] = 4,
+    ccd_shape: Annotated[
+        tuple[int, int], typer.Option(help="CCD shape H W (pixels).")
+    ] = (256, 256),
+    seed: Annotated[int, typer.Option()] = 0,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing survey.")
+    ] = False,
+) -> None:
+    """Write a synthetic sky survey (FITS exposures) with a truth catalog."""
+    from sciimg.synth import write_astro_survey
+
+    try:
+        survey = write_astro_survey(
+            out_dir,
+            visits=visits,
+            ccds=ccds,
+            ccd_shape=tuple(ccd_shape),
+            seed=seed,
+            overwrite=overwrite,
+        )
+    except (ValueError, FileExistsError) as exc:
+        _fail(str(exc))
+    out.print(
+        f"wrote {len(survey.exposures)} exposure(s) of {survey.n_stars} stars and "
+        f"{survey.n_galaxies} galaxies to {out_dir} (truth in {survey.catalog.parent})"
+    )
+
+
 @app.command()
 def ingest(
     files: Annotated[list[Path], typer.Argument(help="Image files to convert.")],
@@ -149,18 +193,29 @@ def ingest(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
 ) -> None:
-    """Convert image files into one Zarr store (one image group per file)."""
-    from sciimg.io import image_stem, open_image, write_zarr
+    """Convert image files into one Zarr store (one image group per file).
+
+    A FITS file with several image HDUs (an exposure's IMAGE, MASK, VARIANCE)
+    gives one group per HDU, named by its lowercase EXTNAME.
+    """
+    from sciimg.io import image_stem, open_fits_images, open_image, write_zarr
+    from sciimg.io._fits import fits_stem, is_fits
 
     if out_store.exists() and not overwrite:
         _fail(f"{out_store}: exists; use --overwrite to replace it")
     images = {}
     try:
         for f in files:
-            name = image_stem(f)
-            if name in images:
-                _fail(f"{f}: a second image named {name!r}")
-            images[name] = open_image(f, budget=chunk_memory)
+            if is_fits(f):
+                found = open_fits_images(f, budget=chunk_memory)
+                if len(found) == 1:
+                    found = {fits_stem(f): next(iter(found.values()))}
+            else:
+                found = {image_stem(f): open_image(f, budget=chunk_memory)}
+            for name, img in found.items():
+                if name in images:
+                    _fail(f"{f}: a second image named {name!r}")
+                images[name] = img
         write_zarr(out_store, images, budget=chunk_memory)
     except InputError as exc:
         _fail(str(exc))
@@ -196,8 +251,25 @@ def _describe(name: str, img) -> Table:
 @app.command()
 def info(path: Annotated[Path, typer.Argument(help="A file or Zarr store.")]) -> None:
     """Describe an image file or a Zarr store: shape, dtype, chunks, geometry."""
-    from sciimg.io import iter_images, open_image, store_attrs
+    from sciimg.io import iter_images, open_fits_images, open_image, store_attrs
+    from sciimg.io._fits import describe_wcs, is_fits
     from sciimg.io._zarr import image_names
+
+    def show(name: str, img) -> None:
+        table = _describe(name, img)
+        if (sky := describe_wcs(img)) is not None:
+            table.add_row("wcs", sky)
+        if "hdu" in img.attrs:  # read from FITS: say which HDU, and what it shows
+            table.add_row("hdu", str(img.attrs["hdu"]))
+            header = img.attrs.get("header") or {}
+            seen = [
+                f"{key} {header[key]}"
+                for key in ("OBJECT", "FILTER", "EXPTIME", "MJD-OBS", "DATE-OBS")
+                if header.get(key) not in (None, "")
+            ]
+            if seen:
+                table.add_row("observation", ", ".join(seen))
+        out.print(table)
 
     try:
         if path.is_dir() and (path / "zarr.json").exists() and image_names(path):
@@ -208,9 +280,14 @@ def info(path: Annotated[Path, typer.Argument(help="A file or Zarr store.")]) ->
                 + (f", subject {attrs['subject']}" if "subject" in attrs else "")
             )
             for name, img in iter_images(path):
-                out.print(_describe(name, img))
+                show(name, img)
+        elif is_fits(path):
+            found = open_fits_images(path)
+            out.print(f"[bold]{path}[/bold]: FITS, {len(found)} image HDU(s)")
+            for name, img in found.items():
+                show(f"{name} ({path.name})" if len(found) > 1 else str(path), img)
         else:
-            out.print(_describe(str(path), open_image(path)))
+            show(str(path), open_image(path))
     except InputError as exc:
         _fail(str(exc))
 

@@ -1,12 +1,12 @@
 """Wiring steps into runs: the config schema, the step registry, the runner."""
 
-from sciimg.pipeline import neuro_steps
+from sciimg.pipeline import astro_steps, neuro_steps
 from sciimg.pipeline.cluster import connect
 from sciimg.pipeline.config import ClusterConfig, PipelineConfig, load_config
 from sciimg.pipeline.runner import RunReport, SubjectResult, run_pipeline
 from sciimg.pipeline.steps import Step, builtin_steps, register_step
 
-del neuro_steps  # imported for its registrations
+del astro_steps, neuro_steps  # imported for their registrations
 
 __all__ = [
     "ClusterConfig",

@@ -44,11 +44,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PlanesConfig(_Strict):
+    """``input.planes`` (astro): which FITS extension holds each plane."""
+
+    image: str | int = Field("IMAGE", description="EXTNAME or HDU index")
+    mask: str | int | None = Field("MASK", description="null: no mask plane")
+    variance: str | int | None = Field(
+        "VARIANCE", description="null: made from gain and read noise"
+    )
+
+
 class InputConfig(_Strict):
-    """``input``: where the subjects are."""
+    """``input``: where the subjects (neuro) or exposures (astro) are."""
 
     path: str | list[str] = Field(
-        description="BIDS or HCP folder, one file, or a list of files"
+        description="neuro: BIDS or HCP folder, one file, or a list of files; "
+        "astro: a folder searched for FITS files, or a list of files"
+    )
+    planes: PlanesConfig = Field(default_factory=PlanesConfig)
+    mask_bits: dict[str, int] | None = Field(
+        None,
+        description="astro: bit index per flag name (BAD, SAT, CR, ...) when the "
+        "mask header has no MP_* keywords",
     )
 
 
@@ -90,7 +107,7 @@ class PipelineConfig(_Strict):
     ['mask', 'denoise', 'dti']
     """
 
-    pipeline: Literal["neuro"]
+    pipeline: Literal["neuro", "astro"]
     input: InputConfig
     output: Path
     steps: dict[str, dict[str, Any] | None] | None = None
@@ -161,7 +178,30 @@ def _pydantic_lines(exc: ValidationError, prefix: tuple = ()) -> list[str]:
     return lines
 
 
+def _plan_fixed(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str]]:
+    """Steps of a pipeline whose order is fixed (astro): parameters only."""
+    builtins = builtin_steps(cfg.pipeline)
+    entries = dict(cfg.steps or {})
+    errors = [
+        f"steps.{name}: unknown step; the {cfg.pipeline} pipeline's steps are "
+        f"{', '.join(builtins)} (always all of them, in that order)"
+        for name in entries
+        if name not in builtins
+    ]
+    plan = []
+    for name, step in builtins.items():
+        try:
+            params = step.params(**(entries.get(name) or {})).model_dump()
+        except ValidationError as exc:
+            errors.extend(_pydantic_lines(exc, ("steps", name)))
+            continue
+        plan.append(PlannedStep(name, step, params, {}))
+    return plan, errors
+
+
 def _plan_steps(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str]]:
+    if cfg.pipeline not in PIPELINE_INPUTS:
+        return _plan_fixed(cfg)
     builtins = builtin_steps(cfg.pipeline)
     entries = cfg.steps if cfg.steps is not None else dict.fromkeys(builtins)
     available = set(PIPELINE_INPUTS[cfg.pipeline])

@@ -15,6 +15,7 @@ import json
 import platform
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +51,7 @@ class SubjectResult:
     id: str
     status: str  # "done", "skipped" or "failed"
     seconds: float | None = None
+    kind: str = "subject"  # "subject"; "exposure" or "patch" in astronomy
     error: str | None = None
     store: str | None = None
     exports: list[str] = field(default_factory=list)
@@ -70,6 +72,7 @@ class RunReport:
     versions: dict[str, str]
     cluster: dict[str, Any]
     subjects: list[SubjectResult]
+    summary: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -86,7 +89,9 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version(), "sciimg": __version__}
-    for pkg in ("dask", "distributed", "dipy", "nibabel", "zarr", "numpy", "scipy"):
+    packages = ("dask", "distributed", "dipy", "nibabel", "zarr", "numpy", "scipy")
+    packages += ("astropy", "sep", "reproject", "astroscrappy")
+    for pkg in packages:
         with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
     return out
@@ -142,13 +147,20 @@ def _as_image(name: str, value: Any, dwi: Image, dims) -> Image:
 
 @dataclass
 class _Job:
-    """One subject's graph, waiting to be computed."""
+    """One item's graph (a subject, an exposure, a patch), waiting to be computed."""
 
-    subject: Subject
+    id: str
     fingerprint: str
     writer: ZarrStoreWriter
-    targets: list  # lazy writes of every image of the store
+    targets: list  # lazy writes of every image of the store, then other results
     owners: dict[Any, str]  # task key -> step name
+    kind: str = "subject"
+    # Called with the computed targets before the store is committed; returns
+    # attributes to add to the store. Raising fails the item.
+    finish: Callable[[list], dict] | None = None
+    # Called with the committed store; returns paths of exports.
+    after: Callable[[Path], list[str]] | None = None
+    depth: int = 0  # store names are relative to this many parents up
 
 
 def _build(cfg: PipelineConfig, subject: Subject, fingerprint: str) -> _Job:
@@ -197,7 +209,14 @@ def _build(cfg: PipelineConfig, subject: Subject, fingerprint: str) -> _Job:
         raise
     for key in _graph_keys(targets):
         owners.setdefault(key, "write")
-    return _Job(subject, fingerprint, writer, targets, owners)
+    return _Job(
+        subject.id,
+        fingerprint,
+        writer,
+        targets,
+        owners,
+        after=lambda store: _export(cfg, subject.id, store),
+    )
 
 
 def _export(cfg: PipelineConfig, subject_id: str, store: Path) -> list[str]:
@@ -284,6 +303,10 @@ def run_pipeline(
     """
     from sciimg.pipeline.cluster import connect
 
+    if cfg.pipeline == "astro":
+        from sciimg.pipeline.astro_runner import run_astro
+
+        return run_astro(cfg, force=force, client=client, progress=progress, log=log)
     t0, started = time.perf_counter(), datetime.now(UTC)
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -314,9 +337,22 @@ def run_pipeline(
     if jobs:
         if client is None:
             with connect(cfg.cluster) as own:
-                cluster_info = _compute(jobs, own, results, cfg, progress, log)
+                cluster_info = compute_jobs(jobs, own, results, progress, log)
         else:
-            cluster_info = _compute(jobs, client, results, cfg, progress, log)
+            cluster_info = compute_jobs(jobs, client, results, progress, log)
+    return write_report(cfg, output, t0, started, cluster_info, results)
+
+
+def write_report(
+    cfg: PipelineConfig,
+    output: Path,
+    t0: float,
+    started: datetime,
+    cluster_info: dict[str, Any],
+    results: dict[str, SubjectResult],
+    summary: dict[str, Any] | None = None,
+) -> RunReport:
+    """Save ``run.json`` (atomically) and return the report."""
     finished = datetime.now(UTC)
     report = RunReport(
         pipeline=cfg.pipeline,
@@ -329,20 +365,21 @@ def run_pipeline(
         versions=_versions(),
         cluster=cluster_info,
         subjects=[results[k] for k in sorted(results)],
+        summary=dict(summary or {}),
     )
     with atomic_path(output / "run.json") as tmp:
         tmp.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
     return report
 
 
-def _compute(
+def compute_jobs(
     jobs: list[_Job],
     client,
     results: dict[str, SubjectResult],
-    cfg: PipelineConfig,
     progress: bool,
     log,
 ) -> dict[str, Any]:
+    """Compute every job on ``client``, each on its own; commit or abort its store."""
     from distributed import get_task_stream, wait
 
     info = client.scheduler_info()
@@ -366,26 +403,36 @@ def _compute(
         wait([f for fs in futures for f in fs])
     records = stream.data
     for job, futs in zip(jobs, futures, strict=True):
-        sid = job.subject.id
+        sid = job.id
         failed = [f for f in futs if f.status != "finished"]
         if failed:
             job.writer.abort()
             results[sid] = SubjectResult(
-                sid, "failed", error=_one_line(failed[0].exception())
+                sid, "failed", error=_one_line(failed[0].exception()), kind=job.kind
             )
             log(f"{sid}: failed: {results[sid].error}")
             continue
         steps, seconds = _step_times(records, job.owners)
         try:
-            job.writer.update_attrs({"timings": steps, "seconds": seconds})
+            extra = job.finish([f.result() for f in futs]) if job.finish else {}
+            job.writer.update_attrs({**extra, "timings": steps, "seconds": seconds})
             store = job.writer.commit()
-            exports = _export(cfg, sid, store)
+            exports = job.after(store) if job.after else []
         except Exception as exc:
             job.writer.abort()
-            results[sid] = SubjectResult(sid, "failed", error=_one_line(exc))
+            results[sid] = SubjectResult(
+                sid, "failed", error=_one_line(exc), kind=job.kind
+            )
+            log(f"{sid}: failed: {results[sid].error}")
             continue
         results[sid] = SubjectResult(
-            sid, "done", seconds, store=store.name, exports=exports, steps=steps
+            sid,
+            "done",
+            seconds,
+            store=str(store.relative_to(job.writer.path.parents[job.depth])),
+            exports=exports,
+            steps=steps,
+            kind=job.kind,
         )
         log(f"{sid}: done in {seconds} s")
     return cluster_info

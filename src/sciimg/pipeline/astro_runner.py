@@ -1,0 +1,408 @@
+"""Running the astronomy pipeline: calibrate exposures, then co-add and detect
+per sky patch.
+
+Two phases, each a set of independent Dask computations:
+
+1. every exposure is calibrated into ``calexp.zarr/<exposure>`` (the background-
+   subtracted, flux-scaled planes and the measured PSF);
+2. the sky map is laid over the calibrated exposures, and every patch is co-added
+   from cutouts of the exposures that cover it and searched for sources, into
+   ``coadd.zarr/<patch>`` and ``catalogs/<patch>.parquet``.
+
+The one barrier between the phases is deliberate: a coadd must know which
+exposures calibrated cleanly, so that one bad file is left out of the coadds
+instead of failing every patch it touches. Outputs are written under temporary
+names and renamed when complete; items whose fingerprint matches are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sciimg.astro import Patch, WarpSource, plot_detections
+from sciimg.io import Image, ZarrStoreWriter, discover_exposures, store_attrs
+from sciimg.io._atomic import atomic_path, remove
+from sciimg.pipeline.config import PipelineConfig
+from sciimg.pipeline.runner import (
+    SubjectResult,
+    _clear_stale,
+    _graph_keys,
+    _Job,
+    _one_line,
+    compute_jobs,
+    write_report,
+)
+
+__all__ = ["run_astro"]
+
+
+def _hash(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _file_stat(path: Path) -> list:
+    st = path.stat()
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _ensure_group(path: Path, attrs: dict[str, Any]) -> Path:
+    import zarr
+
+    group = zarr.open_group(path, mode="a", zarr_format=3)
+    group.attrs["sciimg"] = {**dict(group.attrs.get("sciimg") or {}), **attrs}
+    _clear_stale(path)
+    return path
+
+
+def _sky_image(data_yx, wcs, source: str | None, attrs: dict | None = None) -> Image:
+    """A (y, x) plane as an Image (x, y order) carrying its WCS."""
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    affine = np.eye(4)
+    pc = wcs.wcs.get_pc() * wcs.wcs.get_cdelt()[:, None]
+    affine[:2, :2] = pc
+    affine[:2, 3] = -pc @ (np.asarray(wcs.wcs.crpix) - 1.0)
+    scales = tuple(float(s) * 3600 for s in proj_plane_pixel_scales(wcs))
+    header = {
+        k: v for k, v in wcs.to_header().items() if k not in ("COMMENT", "HISTORY")
+    }
+    return Image(
+        data_yx.T,
+        affine,
+        ("x", "y"),
+        scales,
+        source=source,
+        attrs={"wcs": header, "space_unit": "arcsecond", **(attrs or {})},
+    )
+
+
+def _wcs_of(image: Image):
+    from astropy.io.fits import Header
+    from astropy.wcs import WCS
+
+    header = Header()
+    for key, value in image.attrs["wcs"].items():
+        header[key] = value
+    return WCS(header)
+
+
+def _open_calexp(store: Path) -> WarpSource:
+    from sciimg.io import open_zarr
+
+    planes = {n: open_zarr(store, n) for n in ("image", "variance", "mask")}
+    attrs = store_attrs(store)
+    return WarpSource(
+        planes["image"].data.T,
+        planes["variance"].data.T,
+        planes["mask"].data.T,
+        _wcs_of(planes["image"]),
+        attrs.get("psf_fwhm"),
+        attrs.get("exposure", store.name),
+        attrs.get("mask_bits"),
+    )
+
+
+def _calexp_job(cfg, step, eid, path, exposure, fingerprint, root: Path) -> _Job:
+    out = step.step.func(exposure, **step.params)
+    owners = dict.fromkeys(
+        _graph_keys(
+            [exposure.image]
+            + [p for p in (exposure.variance, exposure.mask) if p is not None]
+        ),
+        "read",
+    )
+    images = {
+        name: _sky_image(out[name], exposure.wcs, str(path))
+        for name in ("image", "variance", "mask", "background")
+    }
+    for key in _graph_keys([*(out[n] for n in images), out["psf_fwhm"]]):
+        owners.setdefault(key, "calibrate")
+    writer = ZarrStoreWriter(
+        root / eid,
+        budget=cfg.chunk_memory,
+        attrs={
+            "exposure": eid,
+            "source": str(path),
+            "fingerprint": fingerprint,
+            "scale": out["scale"],
+            "mask_bits": exposure.mask_bits,
+        },
+    )
+    try:
+        targets = writer.store_all(images)
+    except BaseException:
+        writer.abort()
+        raise
+    for key in _graph_keys(targets):
+        owners.setdefault(key, "write")
+    return _Job(
+        eid,
+        fingerprint,
+        writer,
+        [*targets, out["psf_fwhm"]],
+        owners,
+        kind="exposure",
+        finish=lambda values: {"psf_fwhm": float(values[-1])},
+        depth=1,
+    )
+
+
+def _patch_job(cfg, steps, patch: Patch, sources, fingerprint, root, output) -> _Job:
+    coadd = steps["coadd"].step.func(
+        sources, patch, _common_bits(sources), **steps["coadd"].params
+    )
+    fwhms = [s.psf_fwhm for s in sources if s.psf_fwhm is not None]
+    target = steps["coadd"].params["psf_fwhm"] or (max(fwhms) if fwhms else None)
+    owners = {}
+    for s in sources:
+        for key in _graph_keys([s.image, s.variance, s.mask]):
+            owners[key] = "read"
+    for key in _graph_keys(coadd.values()):
+        owners.setdefault(key, "coadd")
+    catalog = steps["detect"].step.func(coadd, patch, target, **steps["detect"].params)
+    for key in _graph_keys([catalog]):
+        owners.setdefault(key, "detect")
+    wcs = patch.wcs
+    images = {name: _sky_image(coadd[name], wcs, None) for name in coadd}
+    writer = ZarrStoreWriter(
+        root / patch.id,
+        budget=cfg.chunk_memory,
+        attrs={
+            "patch": patch.id,
+            "index": list(patch.index),
+            "inner": list(patch.inner),
+            "fingerprint": fingerprint,
+            "exposures": [s.id for s in sources],
+            "psf_fwhm": target,
+            "wcs_header": patch.header,
+        },
+    )
+    try:
+        targets = writer.store_all(images)
+    except BaseException:
+        writer.abort()
+        raise
+    for key in _graph_keys(targets):
+        owners.setdefault(key, "write")
+    qc = steps["detect"].params["qc"]
+
+    def finish(values):
+        table = values[-1]
+        _write_table(table, output / "catalogs" / f"{patch.id}.parquet")
+        return {"sources": len(table)}
+
+    def after(store: Path) -> list[str]:
+        if not qc:
+            return []
+        from sciimg.io import open_zarr
+
+        image = open_zarr(store, "image").data.T.compute()
+        table = _read_table(output / "catalogs" / f"{patch.id}.parquet")
+        png = plot_detections(
+            image,
+            table,
+            output / "qc" / f"{patch.id}.png",
+            title=f"{patch.id}: {len(table)} sources, {len(sources)} exposures",
+        )
+        return [str(png.relative_to(output))]
+
+    return _Job(
+        patch.id,
+        fingerprint,
+        writer,
+        [*targets, catalog],
+        owners,
+        kind="patch",
+        finish=finish,
+        after=after,
+        depth=1,
+    )
+
+
+def _common_bits(sources) -> dict[str, int] | None:
+    """The mask bits of the patch's exposures (one survey: the first one's)."""
+    return next((s.mask_bits for s in sources if s.mask_bits), None)
+
+
+def _write_table(table, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        table.write(tmp, format="parquet" if path.suffix == ".parquet" else "fits")
+    return path
+
+
+def _read_table(path: Path):
+    from astropy.table import Table
+
+    return Table.read(path, format="parquet")
+
+
+def run_astro(
+    cfg: PipelineConfig,
+    *,
+    force: bool = False,
+    client=None,
+    progress: bool = False,
+    log=print,
+):
+    """Run the astronomy pipeline (see the module docstring); returns a RunReport."""
+    from sciimg.io import open_exposure
+    from sciimg.pipeline.cluster import connect
+
+    t0, started = time.perf_counter(), datetime.now(UTC)
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
+    _clear_stale(output)
+    steps = {s.name: s for s in cfg.plan()}
+    results: dict[str, SubjectResult] = {}
+    calexp_root = _ensure_group(output / "calexp.zarr", {"pipeline": "astro"})
+    coadd_root = _ensure_group(output / "coadd.zarr", {"pipeline": "astro"})
+    planes = cfg.input.planes
+    calib_fp = _hash(
+        steps["calibrate"].params,
+        cfg.input.model_dump(exclude={"path"}),
+        cfg.chunk_memory,
+    )
+    jobs, fingerprints = [], {}
+    for eid, path in discover_exposures(cfg.input.path):
+        try:
+            exposure = open_exposure(
+                path,
+                image=planes.image,
+                mask=planes.mask,
+                variance=planes.variance,
+                mask_bits=cfg.input.mask_bits,
+                budget=cfg.chunk_memory,
+            )
+            fp = _hash(calib_fp, _file_stat(path))
+            fingerprints[eid] = fp
+            store = calexp_root / eid
+            attrs = store_attrs(store) if store.is_dir() and not force else {}
+            if attrs.get("fingerprint") == fp:
+                results[eid] = SubjectResult(
+                    eid,
+                    "skipped",
+                    attrs.get("seconds"),
+                    kind="exposure",
+                    store=f"calexp.zarr/{eid}",
+                    steps=attrs.get("timings", {}),
+                )
+                continue
+            jobs.append(
+                _calexp_job(
+                    cfg, steps["calibrate"], eid, path, exposure, fp, calexp_root
+                )
+            )
+        except Exception as exc:  # one bad exposure must not stop the others
+            results[eid] = SubjectResult(
+                eid, "failed", error=_one_line(exc), kind="exposure"
+            )
+            log(f"{eid}: failed: {results[eid].error}")
+
+    def phase_two(run_client) -> dict[str, Any]:
+        info: dict[str, Any] = {}
+        if jobs:
+            info = compute_jobs(jobs, run_client, results, progress, log)
+        good = [
+            r.id
+            for r in results.values()
+            if r.kind == "exposure" and r.status != "failed"
+        ]
+        if not good:
+            return info
+        sources = {eid: _open_calexp(calexp_root / eid) for eid in good}
+        skymap = steps["skymap"].step.func(
+            [(s.wcs, s.image.shape) for s in sources.values()], **steps["skymap"].params
+        )
+        summary["skymap"] = skymap.to_dict()
+        patch_fp = _hash(
+            steps["skymap"].params,
+            steps["coadd"].params,
+            steps["detect"].params,
+            skymap.to_dict(),
+            cfg.chunk_memory,
+        )
+        patch_jobs, members = [], {}
+        for eid, src in sources.items():
+            for patch in skymap.patches_for(src.wcs, src.image.shape):
+                members.setdefault(patch.id, (patch, []))[1].append(eid)
+        for pid, (patch, eids) in sorted(members.items()):
+            fp = _hash(patch_fp, sorted((e, fingerprints.get(e)) for e in eids))
+            store = coadd_root / pid
+            catalog = output / "catalogs" / f"{pid}.parquet"
+            try:
+                attrs = store_attrs(store) if store.is_dir() and not force else {}
+                if attrs.get("fingerprint") == fp and catalog.exists():
+                    results[pid] = SubjectResult(
+                        pid,
+                        "skipped",
+                        attrs.get("seconds"),
+                        kind="patch",
+                        store=f"coadd.zarr/{pid}",
+                        steps=attrs.get("timings", {}),
+                    )
+                    continue
+                # An older coadd of this patch no longer matches: it must not
+                # outlive a failure of the new one.
+                remove(store)
+                remove(catalog)
+                patch_jobs.append(
+                    _patch_job(
+                        cfg,
+                        steps,
+                        patch,
+                        [sources[e] for e in eids],
+                        fp,
+                        coadd_root,
+                        output,
+                    )
+                )
+            except Exception as exc:
+                results[pid] = SubjectResult(
+                    pid, "failed", error=_one_line(exc), kind="patch"
+                )
+        if patch_jobs:
+            info = compute_jobs(patch_jobs, run_client, results, progress, log) or info
+        _merge_catalogs(
+            output,
+            [
+                p
+                for p in sorted(members)
+                if results.get(p) and results[p].status != "failed"
+            ],
+            summary,
+        )
+        return info
+
+    summary: dict[str, Any] = {}
+    if client is None:
+        with connect(cfg.cluster) as own:
+            cluster_info = phase_two(own)
+    else:
+        cluster_info = phase_two(client)
+    return write_report(cfg, output, t0, started, cluster_info, results, summary)
+
+
+def _merge_catalogs(output: Path, patches: list[str], summary: dict) -> None:
+    """One catalog of all patches (each lists only its inner region's sources)."""
+    from astropy.table import vstack
+
+    tables = [_read_table(output / "catalogs" / f"{p}.parquet") for p in patches]
+    tables = [t for t in tables if len(t)]
+    if not tables:
+        summary["sources"] = 0
+        return
+    table = vstack(tables, metadata_conflicts="silent")
+    table["id"] = np.arange(1, len(table) + 1, dtype=np.int64)
+    _write_table(table, output / "catalog.parquet")
+    _write_table(table, output / "catalog.fits")
+    summary["sources"] = len(table)
+    summary["catalog"] = ["catalog.parquet", "catalog.fits"]
