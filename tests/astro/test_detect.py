@@ -146,3 +146,33 @@ def test_real_m13_image_through_the_reader():
     # M13 is at RA 250.42, Dec +36.46.
     assert np.median(cat["ra"]) == pytest.approx(250.42, abs=0.1)
     assert np.median(cat["dec"]) == pytest.approx(36.46, abs=0.1)
+
+
+def test_empty_aperture_noise_factor():
+    """White noise needs no correction; smoothed noise needs 1/sqrt(sum k²)."""
+    from scipy.ndimage import gaussian_filter
+
+    from sciimg.astro._detect import noise_factor
+
+    rng = np.random.default_rng(3)
+    white = rng.normal(0, 1, (700, 700))
+    free = np.zeros(white.shape, bool)
+    radii = np.array([2.0, 4.0, 12.0])
+    np.testing.assert_allclose(
+        noise_factor(white, np.ones(white.shape), free, radii), 1.0, atol=0.1
+    )
+    sigma = 1.5
+    smooth = gaussian_filter(white, sigma)
+    impulse = np.zeros((61, 61))
+    impulse[30, 30] = 1
+    kernel = gaussian_filter(impulse, sigma)
+    per_pixel = (kernel**2).sum()  # variance of a smoothed unit-noise pixel
+    factor = noise_factor(smooth, np.full(white.shape, per_pixel), free, radii)
+    # Exact: a disk sum of smoothed noise weighs each input pixel by the disk
+    # convolved with the kernel.
+    yy, xx = np.mgrid[-30:31, -30:31]
+    disk = (xx**2 + yy**2 <= 12**2).astype(float)
+    weights = gaussian_filter(disk, sigma, mode="constant")
+    expected = np.sqrt((weights**2).sum() / (per_pixel * disk.sum()))
+    assert factor[-1] == pytest.approx(expected, rel=0.12)
+    assert factor[0] < factor[1] < factor[2]

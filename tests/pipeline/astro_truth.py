@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sciimg.astro import COADD_BITS
+
 FWHM_PER_SIGMA = 2.3548
 
 
@@ -40,7 +42,6 @@ def score(output: Path, survey: Path) -> Score:
     truth = pd.read_parquet(survey / "truth" / "catalog.parquet")
     visits = pd.read_parquet(survey / "truth" / "exposures.parquet")
     cat = Table.read(output / "catalog.parquet").to_pandas()
-    scale_arcsec = None
     # Per-visit calibrated sky variance per pixel (before any smoothing).
     v = visits.groupby("visit").first()
     calib = 10 ** (0.4 * (27.0 - v["magzero"]))
@@ -84,15 +85,8 @@ def score(output: Path, survey: Path) -> Score:
                 if d
                 else 0.0
             )
-            sat = bool(
-                mask[max(yi[k] - 2, 0) : yi[k] + 3, max(xi[k] - 2, 0) : xi[k] + 3].any()
-                & 0b10
-            ) or bool(
-                (
-                    mask[max(yi[k] - 2, 0) : yi[k] + 3, max(xi[k] - 2, 0) : xi[k] + 3]
-                    & 0b10
-                ).any()
-            )
+            near = mask[max(yi[k] - 2, 0) : yi[k] + 3, max(xi[k] - 2, 0) : xi[k] + 3]
+            sat = bool((near & (1 << COADD_BITS["SAT"])).any())
             rows.append((truth["id"].iloc[k], snr, d, sat, group.name))
         # Blank sky: full depth, no flags, far from every source bright enough
         # to matter.
