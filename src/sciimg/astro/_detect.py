@@ -9,7 +9,13 @@ import numpy as np
 
 from sciimg.astro._masks import COADD_BITS, _flagged, bitmask
 
-__all__ = ["CATALOG_COLUMNS", "FLAG_NO_DATA", "FLAG_SATURATED", "detect", "noise_factor"]
+__all__ = [
+    "CATALOG_COLUMNS",
+    "FLAG_NO_DATA",
+    "FLAG_SATURATED",
+    "detect",
+    "noise_factor",
+]
 
 #: Catalog flag bits added to sep's own (1 merged, 2 truncated by the image edge,
 #: 4/8 deblending/moment problems, 16 aperture truncated, 32 aperture has masked

@@ -47,10 +47,15 @@ class CalibrateParams(_Params):
     background_mesh: int = Field(64, ge=8, description="background cell, pixels")
     background_filter: int = Field(3, ge=1, description="median filter, cells")
     cosmic_rays: bool = Field(True, description="find cosmic rays (L.A.Cosmic)")
-    cr_sigma: float = Field(4.5, gt=0, description="L.A.Cosmic sigclip")
-    cr_objlim: float = Field(5.0, gt=0, description="L.A.Cosmic objlim")
+    cr_sigma: float = Field(
+        6.0,
+        gt=0,
+        description="L.A.Cosmic sigclip (its own default 4.5 flags the "
+        "cores of undersampled stars)",
+    )
+    cr_objlim: float = Field(8.0, gt=0, description="L.A.Cosmic objlim")
     psf_threshold: float = Field(
-        20.0, gt=0, description="sigma of the stars that measure the PSF"
+        10.0, gt=0, description="sigma of the stars that measure the PSF"
     )
     psf_fwhm_key: str | None = Field(
         None,
