@@ -230,7 +230,9 @@ def _describe(name: str, img) -> Table:
     table.add_row("shape", f"{img.shape}  ({', '.join(img.dims)})")
     table.add_row("dtype", str(img.dtype))
     table.add_row("chunks", f"{chunk}  ({img.data.npartitions} chunks)")
-    table.add_row("voxel size (mm)", ", ".join(f"{z:g}" for z in img.zooms))
+    unit = {"arcsecond": "arcsec"}.get(img.attrs.get("space_unit", ""), "mm")
+    label = "pixel size" if unit == "arcsec" else "voxel size"
+    table.add_row(f"{label} ({unit})", ", ".join(f"{z:g}" for z in img.zooms))
     table.add_row(
         "affine", "\n".join(" ".join(f"{v:9.4f}" for v in row) for row in img.affine)
     )
