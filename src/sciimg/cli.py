@@ -76,7 +76,7 @@ def run(
             cfg,
             force=force,
             progress=progress,
-            log=lambda m: out.print(m, highlight=False),
+            log=lambda m: out.print(m, highlight=False, soft_wrap=True),
         )
     except (ConfigError, InputError) as exc:
         _fail(str(exc))

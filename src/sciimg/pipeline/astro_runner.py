@@ -260,7 +260,8 @@ def run_astro(
     t0, started = time.perf_counter(), datetime.now(UTC)
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
-    _clear_stale(output)
+    for folder in (output, output / "catalogs", output / "qc"):
+        _clear_stale(folder)
     steps = {s.name: s for s in cfg.plan()}
     results: dict[str, SubjectResult] = {}
     calexp_root = _ensure_group(output / "calexp.zarr", {"pipeline": "astro"})
@@ -311,12 +312,20 @@ def run_astro(
         info: dict[str, Any] = {}
         if jobs:
             info = compute_jobs(jobs, run_client, results, progress, log)
-        good = [
+        for r in results.values():
+            if r.kind == "exposure" and r.status == "failed":
+                # A calexp of an earlier version of the file must not outlive
+                # the failure of this one.
+                remove(calexp_root / r.id)
+        # In id order, whichever were skipped: the sky map and the coadds (and so
+        # the patches' fingerprints) must not depend on what was recomputed.
+        good = sorted(
             r.id
             for r in results.values()
             if r.kind == "exposure" and r.status != "failed"
-        ]
+        )
         if not good:
+            _merge_catalogs(output, [], summary)
             return info
         sources = {eid: _open_calexp(calexp_root / eid) for eid in good}
         skymap = steps["skymap"].step.func(
@@ -399,6 +408,9 @@ def _merge_catalogs(output: Path, patches: list[str], summary: dict) -> None:
     tables = [t for t in tables if len(t)]
     if not tables:
         summary["sources"] = 0
+        # A merged catalog of an earlier run must not pass for this one's.
+        remove(output / "catalog.parquet")
+        remove(output / "catalog.fits")
         return
     table = vstack(tables, metadata_conflicts="silent")
     table["id"] = np.arange(1, len(table) + 1, dtype=np.int64)
