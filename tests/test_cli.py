@@ -130,7 +130,9 @@ def test_config_error_exit_code(tmp_path):
 
 def test_no_subjects_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    cfg = _config(tmp_path, input={"path": str(tmp_path / "empty")}, output=str(tmp_path / "o"))
+    cfg = _config(
+        tmp_path, input={"path": str(tmp_path / "empty")}, output=str(tmp_path / "o")
+    )
     run = sciimg("run", cfg)
     assert run.returncode == 2 and "holds no subjects" in run.stderr
 
