@@ -418,6 +418,8 @@ def summarise(runs: list[dict]) -> dict:
         "failed": f"{max(r['failed'] for r in runs)}/{runs[0]['exposures']}",
         "repeats": len(runs),
         "wall_s": med(lambda r: r["wall_s"]),
+        "wall_min_s": round(min(r["wall_s"] for r in runs), 1),
+        "wall_max_s": round(max(r["wall_s"] for r in runs), 1),
         "phase1_s": med(lambda r: r["phase1_s"]),
         "phase2_s": med(lambda r: r["phase2_s"]),
         "idle_workers_sum_mib": med(lambda r: r["idle"]["workers_sum_mib"]),
@@ -480,7 +482,11 @@ def table(rows: list[dict]) -> str:
         cells = []
         for key, _ in COLUMNS:
             value = row[key]
-            if value is None:
+            if key == "wall_s" and row["repeats"] > 1:
+                cells.append(
+                    f"{value:.0f} ({row['wall_min_s']:.0f}–{row['wall_max_s']:.0f})"
+                )
+            elif value is None:
                 cells.append("–")
             elif isinstance(value, float):
                 cells.append(f"{value:.0f}")
@@ -489,7 +495,8 @@ def table(rows: list[dict]) -> str:
         body.append("| " + " | ".join(cells) + " |")
     note = (
         f"\nMemory in MiB of resident set size (RSS); Σ: summed over the workers; "
-        f"median of {rows[0]['repeats']} run(s) per row."
+        f"median of {rows[0]['repeats']} run(s) per row"
+        + (" (wall time: median, min–max)." if rows[0]["repeats"] > 1 else ".")
     )
     return "\n".join([head, rule, *body, note])
 
@@ -519,14 +526,24 @@ def plot(rows: list[dict], runs: dict[int, list[dict]], out: Path) -> None:
     ax.set_title("Peak memory vs visits")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    ax_t.plot(visits, [r["wall_s"] for r in rows], "o-", label="whole run")
+    ax_t.errorbar(
+        visits,
+        [r["wall_s"] for r in rows],
+        yerr=[
+            [r["wall_s"] - r["wall_min_s"] for r in rows],
+            [r["wall_max_s"] - r["wall_s"] for r in rows],
+        ],
+        fmt="o-",
+        capsize=3,
+        label="whole run (median, min–max)",
+    )
     ax_t.plot(visits, [r["phase1_s"] for r in rows], "s--", label="phase 1")
     ax_t.plot(visits, [r["phase2_s"] for r in rows], "^--", label="phase 2")
     ax_t.set_xlabel("visits")
     ax_t.set_ylabel("wall time (s)")
     ax_t.set_ylim(bottom=0)
     ax_t.set_xticks(visits)
-    ax_t.set_title("Wall time vs visits")
+    ax_t.set_title("Wall time vs visits (medians)")
     ax_t.legend(fontsize=8)
     ax_t.grid(alpha=0.3)
     fig.tight_layout()
