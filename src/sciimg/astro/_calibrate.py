@@ -246,7 +246,11 @@ def measure_psf_fwhm(
             subpix=5,
         )
         near_flag = _touches(flagged, objects)
-        radius = radius[(flags == 0) & ~near_flag & np.isfinite(radius) & (radius > 0)]
+        # Anything sharper than a 1.2-pixel FWHM is a cosmic ray or a hot pixel,
+        # not a star.
+        radius = radius[
+            (flags == 0) & ~near_flag & np.isfinite(radius) & (radius > 0.6)
+        ]
     else:
         radius = np.array([])
     if radius.size < min_stars:
@@ -256,16 +260,7 @@ def measure_psf_fwhm(
             f"cannot measure the PSF: {radius.size} usable stars above "
             f"{threshold:g} sigma (need {min_stars})",
         )
-    # Anything sharper than a 1.2-pixel FWHM is a cosmic ray or a hot pixel, not
-    # a star; the stellar locus is then the tight group at the small end.
-    radius = radius[radius > 0.6]
-    if radius.size < min_stars:
-        where = source or "image"
-        raise InputError(
-            where,
-            f"cannot measure the PSF: {radius.size} usable stars above "
-            f"{threshold:g} sigma (need {min_stars})",
-        )
+    # The stellar locus is the tight group at the small end of the radii.
     low = np.percentile(radius, 25)
     stars = radius[radius <= 1.2 * low]
     # A Gaussian's half-light radius is 1.1774 sigma; pixels add 1/12 px² to the

@@ -1,7 +1,7 @@
 """Co-addition: inverse-variance weighted mean over visits, with sigma clipping.
 
 Each output block stacks the visits of that block of sky only (visits whole,
-sky in chunks), so memory grows with the block, not with the survey.
+sky in chunks): memory grows with the block and its visits, not with the survey.
 """
 
 from __future__ import annotations
@@ -249,8 +249,9 @@ def coadd_patch(
 
     The same result as :func:`warp` on each exposure followed by :func:`coadd`,
     but one task per block of sky warps just the exposures that cover that block,
-    from cutouts: no warped exposure is ever held whole, so memory does not grow
-    with the number of visits.
+    from cutouts: no warped exposure is ever held whole. A block task still holds
+    every covering visit of its block at once, so its memory grows with the
+    visits (see ``docs/astro_memory.md``); a smaller ``chunks`` bounds it.
 
     Parameters
     ----------

@@ -6,17 +6,13 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from sciimg.io._exposure import DEFAULT_MASK_BITS
+
 __all__ = ["COADD_BITS", "DEFAULT_BITS", "bitmask"]
 
-#: Bit index of each named flag when a file does not say (LSST's ``MP_*`` order).
-DEFAULT_BITS: dict[str, int] = {
-    "BAD": 0,
-    "SAT": 1,
-    "INTRP": 2,
-    "CR": 3,
-    "EDGE": 4,
-    "NO_DATA": 8,
-}
+#: Bit index of each named flag when a file does not say (LSST's ``MP_*`` order);
+#: the reader's table, so files and steps agree.
+DEFAULT_BITS: dict[str, int] = DEFAULT_MASK_BITS
 
 #: Bits of a coadd's mask plane: the input flags that matter downstream, plus
 #: ``CLIPPED`` where at least one visit was rejected as an outlier.

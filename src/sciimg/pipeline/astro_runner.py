@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 
 from sciimg.astro import Patch, WarpSource, plot_detections
-from sciimg.io import Image, ZarrStoreWriter, discover_exposures, store_attrs
+from sciimg.io import (
+    Image,
+    ZarrStoreWriter,
+    discover_exposures,
+    store_attrs,
+    wcs_from_attrs,
+)
 from sciimg.io._atomic import atomic_path, remove
 from sciimg.pipeline.config import PipelineConfig
 from sciimg.pipeline.runner import (
@@ -37,6 +43,7 @@ from sciimg.pipeline.runner import (
     _Job,
     _one_line,
     compute_jobs,
+    store_images,
     write_report,
 )
 
@@ -84,16 +91,6 @@ def _sky_image(data_yx, wcs, source: str | None, attrs: dict | None = None) -> I
     )
 
 
-def _wcs_of(image: Image):
-    from astropy.io.fits import Header
-    from astropy.wcs import WCS
-
-    header = Header()
-    for key, value in image.attrs["wcs"].items():
-        header[key] = value
-    return WCS(header)
-
-
 def _open_calexp(store: Path) -> WarpSource:
     from sciimg.io import open_zarr
 
@@ -103,7 +100,7 @@ def _open_calexp(store: Path) -> WarpSource:
         planes["image"].data.T,
         planes["variance"].data.T,
         planes["mask"].data.T,
-        _wcs_of(planes["image"]),
+        wcs_from_attrs(planes["image"].attrs),
         attrs.get("psf_fwhm"),
         attrs.get("exposure", store.name),
         attrs.get("mask_bits"),
@@ -136,13 +133,7 @@ def _calexp_job(cfg, step, eid, path, exposure, fingerprint, root: Path) -> _Job
             "mask_bits": exposure.mask_bits,
         },
     )
-    try:
-        targets = writer.store_all(images)
-    except BaseException:
-        writer.abort()
-        raise
-    for key in _graph_keys(targets):
-        owners.setdefault(key, "write")
+    targets = store_images(writer, images, owners)
     return _Job(
         eid,
         fingerprint,
@@ -185,13 +176,7 @@ def _patch_job(cfg, steps, patch: Patch, sources, fingerprint, root, output) -> 
             "wcs_header": patch.header,
         },
     )
-    try:
-        targets = writer.store_all(images)
-    except BaseException:
-        writer.abort()
-        raise
-    for key in _graph_keys(targets):
-        owners.setdefault(key, "write")
+    targets = store_images(writer, images, owners)
     qc = steps["detect"].params["qc"]
 
     def finish(values):

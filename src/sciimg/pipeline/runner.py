@@ -145,6 +145,21 @@ def _as_image(name: str, value: Any, dwi: Image, dims) -> Image:
     )
 
 
+def store_images(writer: ZarrStoreWriter, images, owners: dict) -> list:
+    """The lazy writes of ``images``, their tasks attributed to the ``write`` step.
+
+    The unfinished store is removed if the writes cannot even be set up.
+    """
+    try:
+        targets = writer.store_all(images)
+    except BaseException:
+        writer.abort()
+        raise
+    for key in _graph_keys(targets):
+        owners.setdefault(key, "write")
+    return targets
+
+
 @dataclass
 class _Job:
     """One item's graph (a subject, an exposure, a patch), waiting to be computed."""
@@ -202,13 +217,7 @@ def _build(cfg: PipelineConfig, subject: Subject, fingerprint: str) -> _Job:
             "config": cfg.model_dump(mode="json"),
         },
     )
-    try:
-        targets = writer.store_all(images)
-    except BaseException:
-        writer.abort()
-        raise
-    for key in _graph_keys(targets):
-        owners.setdefault(key, "write")
+    targets = store_images(writer, images, owners)
     return _Job(
         subject.id,
         fingerprint,

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sciimg.io._exposure import DEFAULT_MASK_BITS
+
 if TYPE_CHECKING:
     from astropy.table import Table
     from astropy.wcs import WCS
@@ -15,7 +17,7 @@ __all__ = ["MASK_BITS", "make_sky_catalog", "render_exposure"]
 #: Bits of the MASK plane, LSST's names: a pixel has plane ``name`` set when
 #: ``mask & (1 << MASK_BITS[name])``. Only BAD and SAT are ever set here; cosmic
 #: rays are left for the pipeline to find.
-MASK_BITS = {"BAD": 0, "SAT": 1, "INTRP": 2, "CR": 3, "EDGE": 4, "NO_DATA": 8}
+MASK_BITS = DEFAULT_MASK_BITS
 
 #: Zero point of the catalog's fluxes: ``mag = REFERENCE_MAGZERO - 2.5 log10(flux)``.
 REFERENCE_MAGZERO = 27.0
