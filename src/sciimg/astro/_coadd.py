@@ -1,7 +1,10 @@
 """Co-addition: inverse-variance weighted mean over visits, with sigma clipping.
 
 Each output block stacks the visits of that block of sky only (visits whole,
-sky in chunks): memory grows with the block and its visits, not with the survey.
+sky in chunks). :func:`coadd_patch` keeps a task's memory bounded as visits grow:
+a block holds one float32 value and variance per covering exposure and pixel,
+its side shrinks so that this stack fits a budget, and the clipping works on a
+few rows at a time.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 from sciimg.astro._masks import COADD_BITS, _flagged, _whole, bitmask
 from sciimg.astro._warp import (
     _SPLINE_MARGIN,
+    BLOCK,
     WARP_BAD,
     _block_grid,
     _starts,
@@ -116,16 +120,38 @@ def _nanvar(a: np.ndarray) -> np.ndarray:
     return np.where(empty, np.nan, np.nanvar(filled, axis=0))
 
 
-def _coadd_arrays(images, variances, masks, *, bad, sat, no_data, clipped, **kw):
+#: Values per strip of rows in which a stack is clipped: bounds the float64
+#: temporaries of :func:`clipped_mean` (about 70 bytes per value) to a few MiB.
+_STRIP_VALUES = 1 << 16
+
+
+def _coadd_planes(values, variances, saturated, *, sat, no_data, clipped, **kw):
+    """Coadd a (n, ny, nx) stack whose flagged values are NaN, strip by strip.
+
+    Returns the (4, ny, nx) image, variance, depth and mask; ``saturated`` says
+    where any visit was saturated.
+    """
+    n, ny, nx = values.shape
+    out = np.empty((4, ny, nx))
+    rows = max(1, _STRIP_VALUES // max(1, n * nx))
+    for r in range(0, ny, rows):
+        s = slice(r, r + rows)
+        mean, var, depth, was_clipped = clipped_mean(
+            values[:, s], variances[:, s], **kw
+        )
+        mask = np.where(saturated[s], sat, 0)
+        mask[depth == 0] |= no_data
+        mask[was_clipped] |= clipped
+        out[:, s] = mean, var, depth, mask
+    return out
+
+
+def _coadd_arrays(images, variances, masks, *, bad, sat, **kw):
     """Coadd a (n, ny, nx) stack: (4, ny, nx) image, variance, depth, mask."""
     masks = np.asarray(masks, dtype=np.int64)
-    valid = ~_flagged(masks, bad, masks.shape)
-    mean, var, depth, was_clipped = clipped_mean(images, variances, valid, **kw)
-    out_mask = np.zeros(mean.shape, dtype=np.int64)
-    out_mask[(masks & sat).any(0) if sat else np.zeros(mean.shape, bool)] |= sat
-    out_mask[depth == 0] |= no_data
-    out_mask[was_clipped] |= clipped
-    return np.stack([mean, var, depth.astype(np.float64), out_mask.astype(np.float64)])
+    values = np.where(_flagged(masks, bad, masks.shape), np.nan, images)
+    saturated = (masks & sat).any(0) if sat else np.zeros(masks.shape[1:], bool)
+    return _coadd_planes(values, variances, saturated, sat=sat, **kw)
 
 
 def _coadd_bits(mask_bits):
@@ -211,7 +237,12 @@ def coadd(
 
 @dataclass
 class WarpSource:
-    """A calibrated exposure ready to warp: planes (y, x), WCS, PSF and name."""
+    """A calibrated exposure ready to warp: planes (y, x), WCS, PSF and name.
+
+    The planes are dask or NumPy arrays, or arrays that read on slicing (Zarr
+    arrays, memory maps): those are cut inside each block task, so an exposure
+    is read only when, and where, a block that needs it runs.
+    """
 
     image: Any
     variance: Any
@@ -222,14 +253,72 @@ class WarpSource:
     mask_bits: Mapping[str, int] | None = None
 
 
+#: Bytes of visit stack (float32 value and variance per exposure and pixel) that
+#: one block task of :func:`coadd_patch` may hold by default.
+STACK_MEMORY = 32 * 2**20
+#: Smallest default block side: below it the cutouts' margins cost more than the
+#: block.
+MIN_BLOCK = 64
+
+
+def _block_side(n_sources: int, memory: int) -> int:
+    """Side of square blocks whose stack of ``n_sources`` fits ``memory`` bytes.
+
+    Examples
+    --------
+    >>> _block_side(8, 32 * 2**20), _block_side(96, 32 * 2**20)
+    (256, 209)
+    """
+    side = int(np.sqrt(memory / (8 * max(1, n_sources))))
+    return int(np.clip(side, MIN_BLOCK, BLOCK))
+
+
+class _Cutout:
+    """A box of a plane that reads on slicing, read when the block task runs."""
+
+    def __init__(self, plane, cut):
+        self.plane, self.cut = plane, cut
+
+    def read(self) -> np.ndarray:
+        return np.asarray(self.plane[self.cut])
+
+    def __dask_tokenize__(self):
+        from dask.base import tokenize
+
+        return tokenize(self.plane), str(self.cut)
+
+
+def _cutout(plane, cut):
+    import dask.array as da
+
+    if isinstance(plane, da.Array):
+        return _whole(plane[cut])
+    return _Cutout(plane, cut)
+
+
 def _patch_block(parts, out_header, shape, bad, no_data, coadd_kw):
-    """Warp every visit's cutout onto one block, then co-add them."""
-    warped = [
-        _warp_arrays(img, var, msk, hdr, out_header, shape, sigma, bad, no_data)
-        for img, var, msk, hdr, sigma in parts
-    ]
-    stack = np.stack(warped, axis=1)  # (3, n, ny, nx)
-    return _coadd_arrays(stack[0], stack[1], stack[2], **coadd_kw)
+    """Warp each covering exposure's cutout onto one block, then co-add them.
+
+    One exposure at a time is read and warped; what is kept of it is its float32
+    values (NaN where flagged) and variances, and whether it saturated.
+    """
+    n = len(parts)
+    values = np.empty((n, *shape), dtype=np.float32)
+    variances = np.empty((n, *shape), dtype=np.float32)
+    saturated = np.zeros(shape, dtype=bool)
+    sat = coadd_kw["sat"]
+    for k, (*planes, in_header, sigma) in enumerate(parts):
+        img, var, msk = (p.read() if isinstance(p, _Cutout) else p for p in planes)
+        w_img, w_var, w_mask = _warp_arrays(
+            img, var, msk, in_header, out_header, shape, sigma, bad, no_data
+        )
+        w_mask = w_mask.astype(np.int64)
+        values[k] = np.where(_flagged(w_mask, bad, shape), np.nan, w_img)
+        variances[k] = w_var
+        if sat:
+            saturated |= (w_mask & sat) != 0
+    kw = {key: v for key, v in coadd_kw.items() if key not in ("bad", "sat")}
+    return _coadd_planes(values, variances, saturated, sat=sat, **kw)
 
 
 def coadd_patch(
@@ -243,20 +332,24 @@ def coadd_patch(
     iterations: int = 2,
     clip: Clip = "variance",
     chunks: Any = None,
+    memory: int | str | None = None,
     name: str = "coadd",
 ) -> dict[str, Any]:
     """Warp, PSF-match and co-add exposures onto one patch, block by block.
 
     The same result as :func:`warp` on each exposure followed by :func:`coadd`,
     but one task per block of sky warps just the exposures that cover that block,
-    from cutouts: no warped exposure is ever held whole. A block task still holds
-    every covering visit of its block at once, so its memory grows with the
-    visits (see ``docs/astro_memory.md``); a smaller ``chunks`` bounds it.
+    from cutouts, one exposure at a time: no warped exposure is ever held whole.
+    A block task holds a float32 value and variance per covering exposure and
+    pixel; by default the block side shrinks as exposures are added so that this
+    stack stays within ``memory``, which keeps a task's memory flat as visits
+    grow (``docs/astro_memory.md``).
 
     Parameters
     ----------
     sources : sequence of WarpSource
-        Calibrated exposures, each with its WCS and PSF FWHM (pixels).
+        Calibrated exposures, each with its WCS and PSF FWHM (pixels). Planes that
+        read on slicing (Zarr arrays) are read inside the block tasks.
     target_wcs, target_shape
         The patch grid.
     target_fwhm : float, optional
@@ -265,7 +358,11 @@ def coadd_patch(
     mask_bits, nsigma, iterations, clip
         As for :func:`coadd`.
     chunks : optional
-        Sky blocks; default from a small memory budget.
+        Sky blocks, as dask chunks; overrides ``memory``.
+    memory : int or str, optional
+        Bytes of visit stack per block task (default :data:`STACK_MEMORY`, 32 MiB):
+        square blocks of side ``sqrt(memory / (8 * len(sources)))``, between
+        :data:`MIN_BLOCK` and :data:`BLOCK` pixels.
     name : str
         Prefix of the task names (shown on the dashboard).
 
@@ -276,10 +373,25 @@ def coadd_patch(
 
     Examples
     --------
-    See ``docs/astro.md``; the tests compare it with :func:`warp` + :func:`coadd`.
+    >>> import numpy as np
+    >>> from astropy.wcs import WCS
+    >>> w = WCS(naxis=2)
+    >>> w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    >>> w.wcs.crval, w.wcs.crpix = [150.0, 2.0], [32.5, 32.5]
+    >>> w.wcs.cd = [[-1e-4, 0], [0, 1e-4]]
+    >>> rng = np.random.default_rng(0)
+    >>> visits = [
+    ...     WarpSource(rng.normal(0, 1, (64, 64)), np.ones((64, 64)),
+    ...                np.zeros((64, 64), "i4"), w, id=f"v{k}")
+    ...     for k in range(4)
+    ... ]
+    >>> out = coadd_patch(visits, w, (64, 64), chunks=32)
+    >>> int(out["depth"][32, 32]), round(float(out["variance"][32, 32]), 2)
+    (4, 0.25)
     """
     import dask
     import dask.array as da
+    from dask.utils import parse_bytes
 
     if not sources:
         msg = "coadd_patch needs at least one exposure"
@@ -290,11 +402,17 @@ def coadd_patch(
     bits = _coadd_bits(mask_bits)
     coadd_kw = {**bits, "nsigma": nsigma, "iterations": iterations, "clip": clip}
     bad, no_data = bits["bad"], bits["no_data"]
+    if chunks is None:
+        budget = STACK_MEMORY if memory is None else parse_bytes(memory)
+        chunks = _block_side(len(sources), budget)
     sources = [
         (
             s,
             psf_match_sigma(s.psf_fwhm, target_fwhm),
-            *map(da.asarray, (s.image, s.variance, s.mask)),
+            *(
+                da.asarray(p) if isinstance(p, np.ndarray) else p
+                for p in (s.image, s.variance, s.mask)
+            ),
         )
         for s in sources
     ]
@@ -318,9 +436,7 @@ def coadd_patch(
                 cut = (slice(ya, yb), slice(xa, xb))
                 parts.append(
                     (
-                        _whole(img[cut]),
-                        _whole(var[cut]),
-                        _whole(msk[cut]),
+                        *(_cutout(p, cut) for p in (img, var, msk)),
                         src.wcs.slice(cut).to_header_string(),
                         sigma,
                     )

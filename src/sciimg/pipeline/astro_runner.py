@@ -35,14 +35,11 @@ from sciimg.io import (
     wcs_from_attrs,
 )
 from sciimg.io._atomic import atomic_path, remove
+from sciimg.pipeline._jobs import SubjectResult, _Job, _one_line, compute_jobs
 from sciimg.pipeline.config import PipelineConfig
 from sciimg.pipeline.runner import (
-    SubjectResult,
     _clear_stale,
     _graph_keys,
-    _Job,
-    _one_line,
-    compute_jobs,
     store_images,
     write_report,
 )
@@ -92,15 +89,23 @@ def _sky_image(data_yx, wcs, source: str | None, attrs: dict | None = None) -> I
 
 
 def _open_calexp(store: Path) -> WarpSource:
+    import zarr
+
     from sciimg.io import open_zarr
 
-    planes = {n: open_zarr(store, n) for n in ("image", "variance", "mask")}
+    # The planes go to the coadd as Zarr arrays (in (y, x) order, as stored), so
+    # that each block task reads its own cutouts when it runs: no read runs ahead
+    # of the blocks and piles up in memory.
+    planes = {
+        n: zarr.open_array(store / n / "0", mode="r")
+        for n in ("image", "variance", "mask")
+    }
     attrs = store_attrs(store)
     return WarpSource(
-        planes["image"].data.T,
-        planes["variance"].data.T,
-        planes["mask"].data.T,
-        wcs_from_attrs(planes["image"].attrs),
+        planes["image"],
+        planes["variance"],
+        planes["mask"],
+        wcs_from_attrs(open_zarr(store, "image").attrs),
         attrs.get("psf_fwhm"),
         attrs.get("exposure", store.name),
         attrs.get("mask_bits"),
@@ -152,12 +157,8 @@ def _patch_job(cfg, steps, patch: Patch, sources, fingerprint, root, output) -> 
     )
     fwhms = [s.psf_fwhm for s in sources if s.psf_fwhm is not None]
     target = steps["coadd"].params["psf_fwhm"] or (max(fwhms) if fwhms else None)
-    owners = {}
-    for s in sources:
-        for key in _graph_keys([s.image, s.variance, s.mask]):
-            owners[key] = "read"
-    for key in _graph_keys(coadd.values()):
-        owners.setdefault(key, "coadd")
+    # The calexps are read inside the coadd's tasks: reading counts as coadd.
+    owners = dict.fromkeys(_graph_keys(coadd.values()), "coadd")
     catalog = steps["detect"].step.func(coadd, patch, target, **steps["detect"].params)
     for key in _graph_keys([catalog]):
         owners.setdefault(key, "detect")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sciimg.astro import (
     SkyMap,
@@ -100,8 +100,26 @@ class CoaddParams(_Params):
         None, gt=0, description="target PSF FWHM, pixels; default the widest input"
     )
     block: int | None = Field(
-        None, ge=16, description="side of the sky blocks co-added per task, pixels"
+        None,
+        ge=16,
+        description="side of the sky blocks co-added per task, pixels; "
+        "default from memory",
     )
+    memory: str = Field(
+        "32MiB",
+        description="visit stack a block task may hold (4-byte value and "
+        "variance per exposure and pixel): blocks shrink as visits grow",
+    )
+
+    @field_validator("memory")
+    @classmethod
+    def _bytes(cls, value: str) -> str:
+        from dask.utils import parse_bytes
+
+        if parse_bytes(value) <= 0:
+            msg = f"must be a positive size such as 32MiB, not {value!r}"
+            raise ValueError(msg)
+        return value
 
 
 class DetectParams(_Params):
@@ -211,6 +229,7 @@ def coadd_step(
     clip,
     psf_fwhm,
     block,
+    memory,
 ) -> dict[str, Any]:
     """Co-add the exposures covering one patch."""
     return coadd_patch(
@@ -223,6 +242,7 @@ def coadd_step(
         iterations=iterations,
         clip=clip,
         chunks=block,
+        memory=memory,
         name=f"coadd-{patch.id}",
     )
 

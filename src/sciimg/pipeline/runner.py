@@ -14,15 +14,12 @@ import hashlib
 import json
 import platform
 import time
-from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sciimg._version import __version__
-from sciimg.errors import InputError
 from sciimg.io import (
     Image,
     Subject,
@@ -38,24 +35,11 @@ from sciimg.io import (
 from sciimg.io._atomic import remove
 from sciimg.io._image import default_dims
 from sciimg.pipeline import neuro_steps  # noqa: F401  (registers the neuro steps)
+from sciimg.pipeline._jobs import SubjectResult, _Job, _one_line, compute_jobs
 from sciimg.pipeline.config import PipelineConfig
 from sciimg.pipeline.steps import resolve_arguments
 
 __all__ = ["RunReport", "SubjectResult", "run_pipeline"]
-
-
-@dataclass
-class SubjectResult:
-    """What happened to one subject."""
-
-    id: str
-    status: str  # "done", "skipped" or "failed"
-    seconds: float | None = None
-    kind: str = "subject"  # "subject"; "exposure" or "patch" in astronomy
-    error: str | None = None
-    store: str | None = None
-    exports: list[str] = field(default_factory=list)
-    steps: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,11 +79,6 @@ def _versions() -> dict[str, str]:
         with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
     return out
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if isinstance(exc, InputError) else f"{type(exc).__name__}: {text}"
 
 
 def _subject_fingerprint(cfg: PipelineConfig, subject: Subject) -> str:
@@ -160,24 +139,6 @@ def store_images(writer: ZarrStoreWriter, images, owners: dict) -> list:
     return targets
 
 
-@dataclass
-class _Job:
-    """One item's graph (a subject, an exposure, a patch), waiting to be computed."""
-
-    id: str
-    fingerprint: str
-    writer: ZarrStoreWriter
-    targets: list  # lazy writes of every image of the store, then other results
-    owners: dict[Any, str]  # task key -> step name
-    kind: str = "subject"
-    # Called with the computed targets before the store is committed; returns
-    # attributes to add to the store. Raising fails the item.
-    finish: Callable[[list], dict] | None = None
-    # Called with the committed store; returns paths of exports.
-    after: Callable[[Path], list[str]] | None = None
-    depth: int = 0  # store names are relative to this many parents up
-
-
 def _build(cfg: PipelineConfig, subject: Subject, fingerprint: str) -> _Job:
     budget = cfg.chunk_memory
     dwi = open_dwi(subject.dwi, bval=subject.bval, bvec=subject.bvec, budget=budget)
@@ -236,38 +197,6 @@ def _export(cfg: PipelineConfig, subject_id: str, store: Path) -> list[str]:
             write_nifti(open_zarr(store, name), out)
         paths.append(str(out.relative_to(cfg.output)))
     return paths
-
-
-def _step_times(records: list[dict], owners: dict) -> tuple[dict, float | None]:
-    """Per-step compute seconds (summed over tasks), task count and span."""
-    per_step: dict[str, dict[str, float]] = defaultdict(
-        lambda: {"compute_s": 0.0, "tasks": 0, "start": float("inf"), "stop": 0.0}
-    )
-    first, last = float("inf"), 0.0
-    for rec in records:
-        step = owners.get(rec["key"])
-        if step is None:
-            continue
-        for ss in rec.get("startstops", ()):
-            if ss.get("action") != "compute":
-                continue
-            s = per_step[step]
-            s["compute_s"] += ss["stop"] - ss["start"]
-            s["tasks"] += 1
-            s["start"], s["stop"] = (
-                min(s["start"], ss["start"]),
-                max(s["stop"], ss["stop"]),
-            )
-            first, last = min(first, ss["start"]), max(last, ss["stop"])
-    out = {
-        name: {
-            "compute_s": round(s["compute_s"], 4),
-            "tasks": int(s["tasks"]),
-            "span_s": round(s["stop"] - s["start"], 4),
-        }
-        for name, s in per_step.items()
-    }
-    return out, (round(last - first, 4) if last >= first else None)
 
 
 def _clear_stale(output: Path) -> None:
@@ -379,69 +308,3 @@ def write_report(
     with atomic_path(output / "run.json") as tmp:
         tmp.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
     return report
-
-
-def compute_jobs(
-    jobs: list[_Job],
-    client,
-    results: dict[str, SubjectResult],
-    progress: bool,
-    log,
-) -> dict[str, Any]:
-    """Compute every job on ``client``, each on its own; commit or abort its store."""
-    from distributed import get_task_stream, wait
-
-    info = client.scheduler_info()
-    workers = info.get("workers", {})
-    cluster_info = {
-        "scheduler": client.scheduler.address,
-        "dashboard": client.dashboard_link,
-        "workers": len(workers),
-        "threads": sum(w.get("nthreads", 0) for w in workers.values()),
-    }
-    log(f"Dask dashboard: {client.dashboard_link}")
-    with get_task_stream(client) as stream:
-        # One computation per subject: subjects share no barrier and a failure
-        # stays with its subject. The graph is not re-optimised, so task keys stay
-        # those of the steps, for the per-step timings.
-        futures = [client.compute(job.targets, optimize_graph=False) for job in jobs]
-        if progress:
-            from distributed import progress as show_progress
-
-            show_progress([f for fs in futures for f in fs])
-        wait([f for fs in futures for f in fs])
-    records = stream.data
-    for job, futs in zip(jobs, futures, strict=True):
-        sid = job.id
-        failed = [f for f in futs if f.status != "finished"]
-        if failed:
-            job.writer.abort()
-            results[sid] = SubjectResult(
-                sid, "failed", error=_one_line(failed[0].exception()), kind=job.kind
-            )
-            log(f"{sid}: failed: {results[sid].error}")
-            continue
-        steps, seconds = _step_times(records, job.owners)
-        try:
-            extra = job.finish([f.result() for f in futs]) if job.finish else {}
-            job.writer.update_attrs({**extra, "timings": steps, "seconds": seconds})
-            store = job.writer.commit()
-            exports = job.after(store) if job.after else []
-        except Exception as exc:
-            job.writer.abort()
-            results[sid] = SubjectResult(
-                sid, "failed", error=_one_line(exc), kind=job.kind
-            )
-            log(f"{sid}: failed: {results[sid].error}")
-            continue
-        results[sid] = SubjectResult(
-            sid,
-            "done",
-            seconds,
-            store=str(store.relative_to(job.writer.path.parents[job.depth])),
-            exports=exports,
-            steps=steps,
-            kind=job.kind,
-        )
-        log(f"{sid}: done in {seconds} s")
-    return cluster_info

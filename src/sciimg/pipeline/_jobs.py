@@ -1,0 +1,231 @@
+"""Computing many items (subjects, exposures, patches) on a Dask cluster.
+
+Each item is one computation ending in the writes of its store. Items are
+submitted together, earlier ones first, and each is committed (or aborted) as
+soon as its own results are in: a failure stays with its item, an interrupted
+run keeps every item finished before it, and the cluster forgets an item's tasks
+once it is settled, so the memory held does not grow with the number of items.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sciimg.errors import InputError
+from sciimg.io import ZarrStoreWriter
+
+__all__ = ["SubjectResult", "compute_jobs"]
+
+
+@dataclass
+class SubjectResult:
+    """What happened to one subject."""
+
+    id: str
+    status: str  # "done", "skipped" or "failed"
+    seconds: float | None = None
+    kind: str = "subject"  # "subject"; "exposure" or "patch" in astronomy
+    error: str | None = None
+    store: str | None = None
+    exports: list[str] = field(default_factory=list)
+    steps: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, InputError) else f"{type(exc).__name__}: {text}"
+
+
+@dataclass
+class _Job:
+    """One item's graph (a subject, an exposure, a patch), waiting to be computed."""
+
+    id: str
+    fingerprint: str
+    writer: ZarrStoreWriter
+    targets: list  # lazy writes of every image of the store, then other results
+    owners: dict[Any, str]  # task key -> step name
+    kind: str = "subject"
+    # Called with the computed targets before the store is committed; returns
+    # attributes to add to the store. Raising fails the item.
+    finish: Callable[[list], dict] | None = None
+    # Called with the committed store; returns paths of exports.
+    after: Callable[[Path], list[str]] | None = None
+    depth: int = 0  # store names are relative to this many parents up
+
+
+def _step_times(records: list[dict], owners: dict) -> tuple[dict, float | None]:
+    """Per-step compute seconds (summed over tasks), task count and span."""
+    per_step: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"compute_s": 0.0, "tasks": 0, "start": float("inf"), "stop": 0.0}
+    )
+    first, last = float("inf"), 0.0
+    for rec in records:
+        step = owners.get(rec["key"])
+        if step is None:
+            continue
+        for ss in rec.get("startstops", ()):
+            if ss.get("action") != "compute":
+                continue
+            s = per_step[step]
+            s["compute_s"] += ss["stop"] - ss["start"]
+            s["tasks"] += 1
+            s["start"], s["stop"] = (
+                min(s["start"], ss["start"]),
+                max(s["stop"], ss["stop"]),
+            )
+            first, last = min(first, ss["start"]), max(last, ss["stop"])
+    out = {
+        name: {
+            "compute_s": round(s["compute_s"], 4),
+            "tasks": int(s["tasks"]),
+            "span_s": round(s["stop"] - s["start"], 4),
+        }
+        for name, s in per_step.items()
+    }
+    return out, (round(last - first, 4) if last >= first else None)
+
+
+class _TaskRecords:
+    """The scheduler's task stream, fetched as items finish, kept per task key."""
+
+    #: Seconds of overlap between fetches: the stream is selected by the workers'
+    #: clocks, the fetches by this one's.
+    SLACK = 60.0
+
+    def __init__(self, client):
+        self.client = client
+        client.get_task_stream(count=0)  # installs the recording plugin
+        self.since = time.time()
+        self.by_key: dict[Any, list[dict]] = defaultdict(list)
+        self.seen: dict[tuple, float] = {}
+
+    def fetch(self) -> None:
+        now = time.time()
+        for rec in self.client.get_task_stream(start=self.since - self.SLACK):
+            stops = rec.get("startstops", ())
+            ident = (rec["key"], tuple(s.get("start") for s in stops))
+            if ident not in self.seen:
+                self.seen[ident] = now
+                self.by_key[rec["key"]].append(rec)
+        # Records older than the overlap cannot come back: forget them.
+        horizon = self.since - 2 * self.SLACK
+        self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
+        self.since = now
+
+    def pop(self, keys) -> list[dict]:
+        return [rec for key in keys for rec in self.by_key.pop(key, ())]
+
+
+def _show_progress(futures, log):
+    """Distributed's task progress bar, drawn from a thread while items settle.
+
+    Returns the thread and a ``log`` that first clears the bar's line, so that
+    messages do not run on from the bar.
+    """
+    import sys
+
+    from distributed.diagnostics.progressbar import TextProgressBar
+
+    bar = TextProgressBar(futures, start=False)
+    thread = threading.Thread(
+        target=bar._loop_runner.run_sync, args=(bar.listen,), daemon=True
+    )
+    thread.start()
+
+    def log_below(message):
+        sys.stdout.write("\r\x1b[2K")
+        sys.stdout.flush()
+        log(message)
+
+    return thread, log_below
+
+
+def _settle(job: _Job, futures, records: list[dict], log) -> SubjectResult:
+    """Commit a computed item's store, or abort it; what happened to it."""
+    failed = [f for f in futures if f.status != "finished"]
+    if failed:
+        job.writer.abort()
+        result = SubjectResult(
+            job.id, "failed", error=_one_line(failed[0].exception()), kind=job.kind
+        )
+        log(f"{job.id}: failed: {result.error}")
+        return result
+    steps, seconds = _step_times(records, job.owners)
+    try:
+        extra = job.finish([f.result() for f in futures]) if job.finish else {}
+        job.writer.update_attrs({**extra, "timings": steps, "seconds": seconds})
+        store = job.writer.commit()
+        exports = job.after(store) if job.after else []
+    except Exception as exc:
+        job.writer.abort()
+        result = SubjectResult(job.id, "failed", error=_one_line(exc), kind=job.kind)
+        log(f"{job.id}: failed: {result.error}")
+        return result
+    log(f"{job.id}: done in {seconds} s")
+    return SubjectResult(
+        job.id,
+        "done",
+        seconds,
+        store=str(store.relative_to(job.writer.path.parents[job.depth])),
+        exports=exports,
+        steps=steps,
+        kind=job.kind,
+    )
+
+
+def compute_jobs(
+    jobs: list[_Job],
+    client,
+    results: dict[str, SubjectResult],
+    progress: bool,
+    log,
+) -> dict[str, Any]:
+    """Compute every job on ``client``; commit or abort each store as it finishes."""
+    from distributed import as_completed
+
+    info = client.scheduler_info()
+    workers = info.get("workers", {})
+    cluster_info = {
+        "scheduler": client.scheduler.address,
+        "dashboard": client.dashboard_link,
+        "workers": len(workers),
+        "threads": sum(w.get("nthreads", 0) for w in workers.values()),
+    }
+    log(f"Dask dashboard: {client.dashboard_link}")
+    records = _TaskRecords(client)
+    # One computation per item, earlier items first: without the priorities every
+    # item's reads (tasks that need nothing) would run ahead of the work that
+    # consumes them. The graph is not re-optimised, so task keys stay those of
+    # the steps, for the per-step timings.
+    pending = {
+        i: client.compute(job.targets, optimize_graph=False, priority=-i)
+        for i, job in enumerate(jobs)
+    }
+    every = [f for fs in pending.values() for f in fs]
+    bar = None
+    if progress:
+        bar, log = _show_progress(every, log)
+    finished = as_completed(every)
+    del every
+    for _ in finished.batches():
+        settled = [i for i, fs in pending.items() if all(f.done() for f in fs)]
+        if not settled:
+            continue
+        records.fetch()
+        for i in settled:
+            job = jobs[i]
+            # Dropping the futures lets the cluster forget the item's tasks.
+            futures = pending.pop(i)
+            results[job.id] = _settle(job, futures, records.pop(job.owners), log)
+            del futures
+    if bar is not None:
+        bar.join(timeout=5)  # its last line before the caller's summary
+        print()
+    return cluster_info
