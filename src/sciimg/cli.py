@@ -1,4 +1,4 @@
-"""The ``sciimg`` command: run, synth, ingest, info."""
+"""The ``sciimg`` command: run, synth, ingest, info, bench."""
 
 from __future__ import annotations
 
@@ -292,6 +292,83 @@ def info(path: Annotated[Path, typer.Argument(help="A file or Zarr store.")]) ->
             show(str(path), open_image(path))
     except InputError as exc:
         _fail(str(exc))
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        _fail(f"{option} takes positive integers separated by commas, not {text!r}")
+    return values
+
+
+@app.command()
+def bench(
+    pipeline: Annotated[str, typer.Argument(help="neuro or astro.")],
+    engines: Annotated[
+        str, typer.Option(help="Comma-separated: dask, spark, relational, serial.")
+    ] = "dask,spark,relational,serial",
+    size: Annotated[
+        str, typer.Option(help="tiny, small, medium (or hcp, neuro only).")
+    ] = "tiny",
+    subjects: Annotated[
+        str | None, typer.Option(help="Neuro: numbers of subjects, e.g. 1,2,4.")
+    ] = None,
+    visits: Annotated[
+        str | None, typer.Option(help="Astro: numbers of visits, e.g. 2,4,8.")
+    ] = None,
+    workers: Annotated[
+        str, typer.Option(help="Numbers of workers (threads for relational).")
+    ] = "1,2",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for results, plots and runs.")
+    ] = Path("bench"),
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the generated workloads (default OUT/data)."),
+    ] = None,
+    spark_master: Annotated[
+        str | None,
+        typer.Option(help="Spark master URL (default local[WORKERS])."),
+    ] = None,
+) -> None:
+    """Compare engines on the same pipeline, data and kernels (docs/benchmarks.md)."""
+    from sciimg.bench import run_bench
+
+    if pipeline not in ("neuro", "astro"):
+        _fail(f"unknown pipeline {pipeline!r}; use neuro or astro")
+    wrong = "--visits" if pipeline == "neuro" else "--subjects"
+    if (visits if pipeline == "neuro" else subjects) is not None:
+        _fail(f"{wrong} does not apply to the {pipeline} pipeline")
+    counts_text = subjects if pipeline == "neuro" else visits
+    option = "--subjects" if pipeline == "neuro" else "--visits"
+    counts = _ints(counts_text or ("1" if pipeline == "neuro" else "2"), option)
+    try:
+        results = run_bench(
+            pipeline,
+            engines=[e.strip() for e in engines.split(",") if e.strip()],
+            size=size,
+            counts=counts,
+            workers=_ints(workers, "--workers"),
+            out=out_dir,
+            cache=cache,
+            spark_master=spark_master,
+            log=lambda m: out.print(m, highlight=False, soft_wrap=True),
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    out.print()
+    out.print((out_dir / "results.md").read_text(), highlight=False, soft_wrap=True)
+    bad = [
+        r
+        for r in results["runs"]
+        if not r["ok"] or not r.get("agreement", {"agree": True})["agree"]
+    ]
+    out.print(f"results in {out_dir / 'results.json'}, plots in {out_dir}/*.png")
+    if bad:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry point

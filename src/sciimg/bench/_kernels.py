@@ -1,0 +1,244 @@
+"""The per-step kernels every benchmark engine runs: NumPy in, NumPy out.
+
+They are the functions sciimg's own Dask steps apply to each chunk (which call
+dipy, sep, astroscrappy and reproject), so that what a benchmark compares is the
+engine that schedules them, not the science code. Each takes plain arrays and
+picklable values, so Spark can ship it to its Python workers and DuckDB can call
+it as a user-defined function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# ----------------------------------------------------------------- neuroscience
+
+
+def read_subject(dwi, bval=None, bvec=None) -> tuple[np.ndarray, ...]:
+    """A subject's diffusion series ``(x, y, z, volume)``, b-values and b-vectors."""
+    from sciimg.io import open_dwi
+
+    image = open_dwi(dwi, bval=bval, bvec=bvec)
+    data = np.asarray(image.data.compute(scheduler="sync"))
+    return data, np.asarray(image.gtab.bvals), np.asarray(image.gtab.bvecs)
+
+
+def gradient_table(bvals, bvecs):
+    from sciimg.io import make_gtab
+
+    return make_gtab(np.asarray(bvals), np.asarray(bvecs))
+
+
+def b0_volumes(bvals, threshold: float) -> np.ndarray:
+    """Indices of the b0 volumes."""
+    from sciimg.neuro import b0_indices
+
+    return b0_indices(bvals, threshold=threshold)
+
+
+def mean_b0(volumes: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean of the b0 volumes, as :func:`sciimg.neuro.mean_b0` takes it."""
+    from sciimg.neuro._b0 import _mean_last
+
+    return _mean_last(np.stack(volumes, axis=-1))
+
+
+def brain_mask(b0: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
+    """dipy's ``median_otsu`` mask of the mean b0 volume."""
+    from sciimg.neuro._mask import _median_otsu
+
+    return _median_otsu(
+        b0,
+        params["median_radius"],
+        params["numpass"],
+        params["dilate"],
+        params["finalize_mask"],
+    )
+
+
+def denoise_volume(
+    volume: np.ndarray, mask: np.ndarray, params: Mapping[str, Any]
+) -> np.ndarray:
+    """One volume: its noise sigma (dipy), then non-local means (dipy)."""
+    from sciimg.neuro._denoise import _nlmeans_block, _sigma_block
+
+    block = volume[..., None]
+    sigma = _sigma_block(block, params["n_coils"])
+    block_radius = params["block_radius"]
+    if block_radius is None:
+        block_radius = 5 if params["method"] == "classic" else 2
+    return _nlmeans_block(
+        block,
+        sigma,
+        mask,
+        patch_radius=params["patch_radius"],
+        block_radius=block_radius,
+        rician=params["rician"],
+        method=params["method"],
+    )[..., 0]
+
+
+def voxel_blocks(shape: Sequence[int], side: int) -> list[tuple[slice, ...]]:
+    """Cubes of voxels (the last ones smaller) tiling a volume."""
+    return [
+        (slice(x, x + side), slice(y, y + side), slice(z, z + side))
+        for x in range(0, shape[0], side)
+        for y in range(0, shape[1], side)
+        for z in range(0, shape[2], side)
+    ]
+
+
+def fit_fa(
+    block: np.ndarray, mask: np.ndarray, bvals, bvecs, params: Mapping[str, Any]
+) -> np.ndarray:
+    """Tensor fit (dipy ``TensorModel``) of a block of voxels; its FA, float32."""
+    from sciimg.neuro._dti import _derive, _fit_block
+
+    fit = _fit_block(
+        block,
+        mask,
+        gtab=gradient_table(bvals, bvecs),
+        fit_method=params["fit_method"],
+    )
+    return _derive(fit, "fa").astype(np.float32)
+
+
+# ------------------------------------------------------------------- astronomy
+
+
+def _sync(value):
+    import dask
+
+    return dask.compute(value, scheduler="sync")[0]
+
+
+def read_exposure(path, planes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """An exposure's planes as arrays, with its header and mask bits."""
+    from sciimg.io import open_exposure
+
+    planes = dict(planes or {})
+    exposure = open_exposure(path, **planes)
+    return {
+        "path": str(path),
+        "image": _sync(exposure.image),
+        "variance": None if exposure.variance is None else _sync(exposure.variance),
+        "mask": None if exposure.mask is None else _sync(exposure.mask),
+        "header": exposure.header.tostring(),
+        "wcs": exposure.wcs.to_header_string(relax=True),
+        "mask_bits": dict(exposure.mask_bits),
+    }
+
+
+def calibrate_exposure(exposure: Mapping[str, Any], params: Mapping[str, Any]):
+    """Background, cosmic rays, zero point and PSF FWHM: sciimg's calibrate step."""
+    from astropy.io.fits import Header
+
+    from sciimg.io import Exposure
+    from sciimg.pipeline.astro_steps import calibrate_step
+
+    wcs = _wcs(exposure["wcs"])
+    exp = Exposure(
+        image=exposure["image"],
+        variance=exposure["variance"],
+        mask=exposure["mask"],
+        wcs=wcs,
+        header=Header.fromstring(exposure["header"]),
+        mask_bits=exposure["mask_bits"],
+        source=exposure["path"],
+        id=Path(exposure["path"]).name,
+    )
+    out = _sync(calibrate_step(exp, **params))
+    return {
+        "image": out["image"],
+        "variance": out["variance"],
+        "mask": out["mask"],
+        "psf_fwhm": float(out["psf_fwhm"]),
+        "wcs": exposure["wcs"],
+        "mask_bits": exposure["mask_bits"],
+    }
+
+
+def _wcs(header: str):
+    from astropy.io.fits import Header
+    from astropy.wcs import WCS
+
+    return WCS(Header.fromstring(header))
+
+
+def sky_map(footprints: Sequence[tuple[str, Sequence[int]]], params):
+    """The sky map over ``(wcs header, shape)`` footprints."""
+    from sciimg.pipeline.astro_steps import skymap_step
+
+    return skymap_step([(_wcs(h), tuple(s)) for h, s in footprints], **params)
+
+
+def patches_of(skymap, wcs_header: str, shape: Sequence[int]) -> list[str]:
+    """Ids of the patches an exposure overlaps."""
+    return [p.id for p in skymap.patches_for(_wcs(wcs_header), tuple(shape))]
+
+
+def warp_exposure(calexp: Mapping[str, Any], patch, target_fwhm: float | None):
+    """A calibrated exposure warped onto a patch's grid, PSF-matched (float32)."""
+    from sciimg.astro import warp
+
+    out = warp(
+        calexp["image"],
+        calexp["variance"],
+        calexp["mask"],
+        _wcs(calexp["wcs"]),
+        patch.wcs,
+        patch.shape,
+        mask_bits=calexp["mask_bits"],
+        psf_fwhm=calexp["psf_fwhm"],
+        target_fwhm=target_fwhm,
+    )
+    return _sync(out)
+
+
+def coadd_warps(
+    warps: Sequence[Mapping[str, np.ndarray]],
+    mask_bits: Mapping[str, int] | None,
+    params: Mapping[str, Any],
+) -> dict[str, np.ndarray]:
+    """Clipped inverse-variance mean of a patch's warps: sciimg's ``coadd``."""
+    from sciimg.astro import COADD_BITS, coadd
+
+    stack = {k: np.stack([w[k] for w in warps]) for k in ("image", "variance", "mask")}
+    bits = {**COADD_BITS, **(mask_bits or {})}
+    return _sync(
+        coadd(
+            stack["image"],
+            stack["variance"],
+            stack["mask"],
+            mask_bits=bits,
+            nsigma=params["nsigma"],
+            iterations=params["iterations"],
+            clip=params["clip"],
+        )
+    )
+
+
+def detect_sources(coadd: Mapping[str, np.ndarray], patch, params: Mapping[str, Any]):
+    """Sources of one coadd (sep), inner region only: an astropy Table."""
+    from sciimg.pipeline.astro_steps import _detect_patch
+
+    options = {k: v for k, v in params.items() if k != "qc"}
+    return _detect_patch(
+        coadd["image"], coadd["variance"], coadd["mask"], patch, None, options
+    )
+
+
+def target_fwhm(fwhms: Sequence[float | None], params: Mapping[str, Any]):
+    """The PSF a patch's warps are matched to: configured, else the widest."""
+    known = [f for f in fwhms if f is not None]
+    return params.get("psf_fwhm") or (max(known) if known else None)
+
+
+def patch_of(skymap, patch_id: str):
+    """The patch ``patch-<ix>-<iy>`` of a sky map."""
+    ix, iy = (int(v) for v in patch_id.split("-")[1:])
+    return skymap.patch(ix, iy)
