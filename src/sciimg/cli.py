@@ -336,9 +336,12 @@ def bench(
 ) -> None:
     """Compare engines on the same pipeline, data and kernels (docs/benchmarks.md)."""
     from sciimg.bench import run_bench
+    from sciimg.bench._workloads import check_workload
 
-    if pipeline not in ("neuro", "astro"):
-        _fail(f"unknown pipeline {pipeline!r}; use neuro or astro")
+    try:
+        check_workload(pipeline)
+    except ValueError as exc:
+        _fail(str(exc))
     wrong = "--visits" if pipeline == "neuro" else "--subjects"
     if (visits if pipeline == "neuro" else subjects) is not None:
         _fail(f"{wrong} does not apply to the {pipeline} pipeline")

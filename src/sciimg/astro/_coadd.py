@@ -17,10 +17,10 @@ import numpy as np
 
 from sciimg.astro._masks import COADD_BITS, _flagged, _whole, bitmask
 from sciimg.astro._warp import (
-    _SPLINE_MARGIN,
     BLOCK,
     WARP_BAD,
     _block_grid,
+    _margin,
     _starts,
     _warp_arrays,
     input_box,
@@ -426,9 +426,8 @@ def coadd_patch(
             ).to_header_string()
             parts = []
             for src, sigma, img, var, msk in sources:
-                margin = _SPLINE_MARGIN + int(np.ceil(4.0 * sigma)) + 2
                 box = input_box(
-                    src.wcs, img.shape, target_wcs, (y0, x0), (ny, nx), margin
+                    src.wcs, img.shape, target_wcs, (y0, x0), (ny, nx), _margin(sigma)
                 )
                 if box is None:
                     continue

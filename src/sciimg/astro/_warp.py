@@ -28,6 +28,11 @@ WARP_BAD = ("BAD", "SAT", "CR", "NO_DATA", "EDGE")
 _SPLINE_MARGIN = 10
 
 
+def _margin(sigma: float) -> int:
+    """Input pixels a cutout needs beyond a block: spline padding and kernel."""
+    return _SPLINE_MARGIN + int(np.ceil(4.0 * sigma)) + 2
+
+
 def psf_match_sigma(fwhm: float | None, target_fwhm: float | None) -> float:
     """Sigma (pixels) of the Gaussian that widens a Gaussian PSF to the target.
 
@@ -225,7 +230,7 @@ def warp(
     bad, no_data = bitmask(WARP_BAD, bits), bitmask(["NO_DATA"], bits)
     image, variance, mask = (da.asarray(a) for a in (image, variance, mask))
     sigma = psf_match_sigma(psf_fwhm, target_fwhm)
-    margin = _SPLINE_MARGIN + int(np.ceil(4.0 * sigma)) + 2
+    margin = _margin(sigma)
     grid = _block_grid(tuple(target_shape), chunks)
     rows = []
     for y0, ny in zip(_starts(grid[0]), grid[0], strict=True):

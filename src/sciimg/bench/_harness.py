@@ -15,7 +15,7 @@ from typing import Any
 
 from sciimg.bench._compare import compare_astro, compare_neuro
 from sciimg.bench._measure import measure
-from sciimg.bench._workloads import ENGINES, SIZES, ensure_workload
+from sciimg.bench._workloads import ENGINES, SIZES, check_workload, ensure_workload
 
 STEPS = {
     "neuro": ("ingest", "mask", "denoise", "dti"),
@@ -117,12 +117,7 @@ def run_bench(
     """
     from sciimg.bench._report import write_report
 
-    if pipeline not in SIZES:
-        msg = f"unknown pipeline {pipeline!r}; use neuro or astro"
-        raise ValueError(msg)
-    if size not in SIZES[pipeline]:
-        msg = f"no size {size!r} for {pipeline}; use {', '.join(SIZES[pipeline])}"
-        raise ValueError(msg)
+    check_workload(pipeline, size)
     engines = list(dict.fromkeys(engines))
     check_engines(engines)
     order = ["serial", *[e for e in engines if e != "serial"]]

@@ -163,10 +163,9 @@ def calibrate_exposure(exposure: Mapping[str, Any], params: Mapping[str, Any]):
 
 
 def _wcs(header: str):
-    from astropy.io.fits import Header
-    from astropy.wcs import WCS
+    from sciimg.astro._warp import _header_wcs
 
-    return WCS(Header.fromstring(header))
+    return _header_wcs(header)
 
 
 def sky_map(footprints: Sequence[tuple[str, Sequence[int]]], params):
@@ -179,6 +178,17 @@ def sky_map(footprints: Sequence[tuple[str, Sequence[int]]], params):
 def patches_of(skymap, wcs_header: str, shape: Sequence[int]) -> list[str]:
     """Ids of the patches an exposure overlaps."""
     return [p.id for p in skymap.patches_for(_wcs(wcs_header), tuple(shape))]
+
+
+def patch_members(
+    skymap, footprints: Mapping[str, tuple[str, Sequence[int]]]
+) -> dict[str, list[str]]:
+    """Exposure ids per patch id, in id order, from ``{id: (wcs header, shape)}``."""
+    members: dict[str, list[str]] = {}
+    for eid in sorted(footprints):
+        for pid in patches_of(skymap, *footprints[eid]):
+            members.setdefault(pid, []).append(eid)
+    return dict(sorted(members.items()))
 
 
 def warp_exposure(calexp: Mapping[str, Any], patch, target_fwhm: float | None):

@@ -61,13 +61,11 @@ def run_astro(workload: Workload, out: Path, params: dict[str, Any]) -> dict:
         skymap = k.sky_map(
             [(c["wcs"], c["image"].shape) for c in calexps.values()], params["skymap"]
         )
-        members: dict[str, list[str]] = {}
-        for eid in sorted(calexps):
-            c = calexps[eid]
-            for pid in k.patches_of(skymap, c["wcs"], c["image"].shape):
-                members.setdefault(pid, []).append(eid)
+        members = k.patch_members(
+            skymap, {e: (c["wcs"], c["image"].shape) for e, c in calexps.items()}
+        )
         warps = {}
-        for pid, eids in sorted(members.items()):
+        for pid, eids in members.items():
             patch = k.patch_of(skymap, pid)
             fwhms = [calexps[e]["psf_fwhm"] for e in eids]
             fwhm = k.target_fwhm(fwhms, params["coadd"])

@@ -388,13 +388,9 @@ def run_astro(
             skymap = k.sky_map(
                 [(meta[e][0], meta[e][1]) for e in sorted(meta)], params["skymap"]
             )
-            members: dict[str, list[str]] = {}
-            for eid in sorted(meta):
-                wcs, shape = meta[eid][:2]
-                for pid in k.patches_of(skymap, wcs, shape):
-                    members.setdefault(pid, []).append(eid)
+            members = k.patch_members(skymap, {e: m[:2] for e, m in meta.items()})
             patches: dict[str, list[str]] = {}
-            for pid, eids in sorted(members.items()):
+            for pid, eids in members.items():
                 for eid in eids:
                     patches.setdefault(eid, []).append(pid)
             targets = {

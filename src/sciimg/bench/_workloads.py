@@ -93,14 +93,19 @@ class Workload:
         return {s.name: dict(s.params) for s in cfg.plan()}
 
 
-def ensure_workload(cache: Path, pipeline: str, size: str, count: int) -> Workload:
-    """The workload's data under ``cache``, generated on first use."""
+def check_workload(pipeline: str, size: str | None = None) -> None:
+    """A one-line ``ValueError`` for an unknown pipeline or size."""
     if pipeline not in SIZES:
         msg = f"unknown pipeline {pipeline!r}; use neuro or astro"
         raise ValueError(msg)
-    if size not in SIZES[pipeline]:
+    if size is not None and size not in SIZES[pipeline]:
         msg = f"no size {size!r} for {pipeline}; use {', '.join(SIZES[pipeline])}"
         raise ValueError(msg)
+
+
+def ensure_workload(cache: Path, pipeline: str, size: str, count: int) -> Workload:
+    """The workload's data under ``cache``, generated on first use."""
+    check_workload(pipeline, size)
     params = {"size": size, "count": count, "seed": SEED, **SIZES[pipeline][size]}
     path = Path(cache) / f"{pipeline}-{size}-{count}"
     marker = path.with_suffix(".json")
