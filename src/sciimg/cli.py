@@ -1,4 +1,4 @@
-"""The ``sciimg`` command: run, synth, ingest, info, bench."""
+"""The ``sciimg`` command: run, jobscript, synth, ingest, info, bench."""
 
 from __future__ import annotations
 
@@ -33,22 +33,65 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+ClusterKind = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        help="Where the workers come from: local, slurm, pbs, sge or lsf "
+        "(overrides cluster.kind; other keys come from cluster: or dask's "
+        "jobqueue config).",
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Address of a running Dask scheduler (replaces the cluster: section)."
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="Number of workers (overrides cluster.n_workers)."),
+]
+MemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-limit",
+        help="Memory per worker, e.g. 4GB (overrides cluster.memory_limit).",
+    ),
+]
+
+
+def _cluster_overrides(
+    kind: str | None, scheduler: str | None, workers: int | None, memory: str | None
+) -> tuple[dict, dict]:
+    """The CLI's cluster options as (sections merged, sections replaced)."""
+    if scheduler:
+        if kind or workers or memory:
+            _fail(
+                "--scheduler reaches a cluster that exists already: --cluster, "
+                "--workers and --memory-limit apply to clusters sciimg starts"
+            )
+        return {}, {"cluster": {"kind": "scheduler", "address": scheduler}}
+    section: dict = {}
+    if kind:
+        section["kind"] = kind
+    if workers:
+        section["n_workers"] = workers
+    if memory:
+        section["memory_limit"] = memory
+    return {"cluster": section}, {}
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
     force: Annotated[
         bool, typer.Option(help="Redo subjects already complete.")
     ] = False,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(help="Address of a running Dask scheduler (overrides cluster:)."),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Workers of the local cluster (overrides cluster.n_workers)."
-        ),
-    ] = None,
+    cluster: ClusterKind = None,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
+    memory_limit: MemoryOpt = None,
     progress: Annotated[
         bool | None,
         typer.Option(
@@ -59,16 +102,16 @@ def run(
     """Run the pipeline a CONFIG file describes over all its subjects."""
     from sciimg.pipeline import load_config, run_pipeline
 
-    overrides: dict = {"cluster": {}}
-    if scheduler:
-        overrides["cluster"]["scheduler"] = scheduler
-    if workers:
-        overrides["cluster"]["n_workers"] = workers
+    overrides, replace = _cluster_overrides(cluster, scheduler, workers, memory_limit)
     try:
-        cfg = load_config(config, overrides)
+        cfg = load_config(config, overrides, replace)
+        from sciimg.pipeline.cluster import describe
+
         out.print(
             f"sciimg {cfg.pipeline} pipeline: steps "
-            f"{', '.join(s.name for s in cfg.plan())} -> {cfg.output}"
+            f"{', '.join(s.name for s in cfg.plan())} -> {cfg.output}, "
+            f"on {describe(cfg.cluster)}",
+            highlight=False,
         )
         if progress is None:
             progress = sys.stdout.isatty()
@@ -78,7 +121,7 @@ def run(
             progress=progress,
             log=lambda m: out.print(m, highlight=False, soft_wrap=True),
         )
-    except (ConfigError, InputError) as exc:
+    except (ConfigError, InputError, TimeoutError) as exc:
         _fail(str(exc))
     table = Table(title=f"{cfg.pipeline}: {report.output}")
     kinds = sorted({s.kind for s in report.subjects})
@@ -112,6 +155,71 @@ def run(
     )
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def jobscript(
+    config: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
+    part: Annotated[
+        str,
+        typer.Option(
+            help="worker: the job dask-jobqueue submits per worker; driver: a job "
+            "that runs `sciimg run CONFIG`; both (default) prints both."
+        ),
+    ] = "both",
+    cluster: ClusterKind = None,
+    workers: WorkersOpt = None,
+    memory_limit: MemoryOpt = None,
+    driver_memory: Annotated[
+        str, typer.Option(help="Memory of the driver job.")
+    ] = "4GB",
+    driver_walltime: Annotated[
+        str | None,
+        typer.Option(help="Walltime of the driver job (default: the workers')."),
+    ] = None,
+) -> None:
+    """Print the batch job scripts for a CONFIG whose cluster is slurm/pbs/sge/lsf.
+
+    Save the driver with `--part driver > run.sh` and submit it (sbatch run.sh);
+    it starts the Dask scheduler and submits the worker jobs itself.
+    """
+    from sciimg.pipeline import load_config
+    from sciimg.pipeline.jobscript import driver_script, worker_script
+
+    if part not in ("worker", "driver", "both"):
+        _fail(f"--part: expected worker, driver or both, got {part!r}")
+    overrides, _ = _cluster_overrides(cluster, None, workers, memory_limit)
+    run_args = [
+        arg
+        for flag, value in (
+            ("--cluster", cluster),
+            ("--workers", workers),
+            ("--memory-limit", memory_limit),
+        )
+        if value
+        for arg in (flag, str(value))
+    ]
+    try:
+        cfg = load_config(config, overrides)
+        worker = worker_script(cfg.cluster)
+        driver = driver_script(
+            cfg.cluster,
+            config,
+            run_args=run_args,
+            memory=driver_memory,
+            walltime=driver_walltime,
+        )
+    except ConfigError as exc:
+        _fail(f"{config}: {exc}" if not str(exc).startswith(str(config)) else exc)
+    if part in ("worker", "both"):
+        if part == "both":
+            print("# ---- worker job: dask-jobqueue submits one per", end=" ")
+            print("worker job; shown for review ----")
+        print(worker)
+    if part in ("driver", "both"):
+        if part == "both":
+            print("# ---- driver job: submit this one ----")
+        print(driver, end="")
 
 
 @synth_app.command("neuro")

@@ -25,7 +25,7 @@ def test_defaults():
     }
     assert plan["denoise"]["method"] == "classic" and plan["denoise"]["rician"]
     assert plan["dti"] == {"fit_method": "WLS"}
-    assert cfg.cluster.scheduler is None and cfg.cluster.threads_per_worker == 1
+    assert cfg.cluster.kind == "local" and cfg.cluster.threads_per_worker == 1
     assert "fa" in cfg.outputs() and "denoised" in cfg.outputs()
 
 

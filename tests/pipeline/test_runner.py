@@ -233,3 +233,33 @@ def test_denoising_improves_fa_against_truth(first_run, dataset, client, tmp_pat
             fa = open_zarr(root / f"{sid}.zarr", "fa").data.compute()
             err[name] = np.sqrt(np.mean((fa[brain] - fa_true[brain]) ** 2))
         assert err["denoised"] < err["raw"], err
+
+
+def test_failed_task_names_subject_step_and_exception(first_run, client, tmp_path):
+    """A task raising on a worker fails its subject, naming the step and the
+    original exception, with the worker's traceback in run.json."""
+    cfg, _ = first_run
+    bad = load_config(
+        {
+            **cfg.model_dump(mode="json"),
+            "output": str(tmp_path),
+            "steps": {
+                "mask": STEPS["mask"],
+                "boom": {"function": "tests.pipeline.udfs:explode"},
+            },
+            "export": [],
+        }
+    )
+    lines = []
+    report = run_pipeline(bad, client=client, log=lines.append)
+    failed = {s.id: s for s in report.subjects if s.status == "failed"}
+    one = failed["sub-01"]
+    assert one.step == "boom"
+    assert one.error == "boom: ValueError: negative signal in this block"
+    assert "in fail" in one.traceback and "negative signal" in one.traceback
+    assert "sub-01: failed in step boom: ValueError: negative signal in this block" in (
+        lines
+    )
+    saved = json.loads((tmp_path / "run.json").read_text())
+    assert saved["subjects"][0]["step"] == "boom"
+    assert not (tmp_path / "sub-01.zarr").exists()

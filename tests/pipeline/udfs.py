@@ -14,3 +14,14 @@ def two_maps(mean_b0, *, scale=2.0):
 
 def not_an_image(mean_b0):
     return mean_b0.sum()
+
+
+def explode(mean_b0):
+    """A step that fails on its worker, for the diagnosis tests."""
+
+    def fail(block):
+        if block.size:
+            raise ValueError("negative signal in this block")
+        return block
+
+    return mean_b0.map_blocks(fail, dtype=mean_b0.dtype)

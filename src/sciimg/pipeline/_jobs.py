@@ -32,6 +32,8 @@ class SubjectResult:
     seconds: float | None = None
     kind: str = "subject"  # "subject"; "exposure" or "patch" in astronomy
     error: str | None = None
+    step: str | None = None  # the step whose task failed, when one did
+    traceback: str | None = None  # of the original exception, on its worker
     store: str | None = None
     exports: list[str] = field(default_factory=list)
     steps: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -147,16 +149,55 @@ def _show_progress(futures, log):
     return thread, log_below
 
 
+def _blame(exc: BaseException, records: list[dict], owners: dict) -> str | None:
+    """The step whose task raised ``exc`` (or whose workers kept dying)."""
+    from distributed import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        return owners.get(exc.task)
+    # The task stream records the task that raised, not those that only
+    # inherited its error.
+    for rec in records:
+        if rec.get("status") == "error" and rec["key"] in owners:
+            return owners[rec["key"]]
+    return None
+
+
+def _failure(job: _Job, futures, records: list[dict], log) -> SubjectResult:
+    """An item whose computation raised: which step, and the original exception."""
+    import traceback as tb
+
+    from distributed import KilledWorker
+
+    failed = next(f for f in futures if f.status != "finished")
+    exc = failed.exception()
+    step = _blame(exc, records, job.owners)
+    error = _one_line(exc)
+    if isinstance(exc, KilledWorker):
+        error = (
+            "KilledWorker: the workers running it died (out of memory, killed, "
+            "or out of walltime); see their logs"
+        )
+    trace = failed.traceback()
+    result = SubjectResult(
+        job.id,
+        "failed",
+        error=f"{step}: {error}" if step else error,
+        kind=job.kind,
+        step=step,
+        traceback="".join(tb.format_exception(type(exc), exc, trace))
+        if trace is not None
+        else None,
+    )
+    log(f"{job.id}: failed in {f'step {step}' if step else 'its graph'}: {error}")
+    return result
+
+
 def _settle(job: _Job, futures, records: list[dict], log) -> SubjectResult:
     """Commit a computed item's store, or abort it; what happened to it."""
-    failed = [f for f in futures if f.status != "finished"]
-    if failed:
+    if any(f.status != "finished" for f in futures):
         job.writer.abort()
-        result = SubjectResult(
-            job.id, "failed", error=_one_line(failed[0].exception()), kind=job.kind
-        )
-        log(f"{job.id}: failed: {result.error}")
-        return result
+        return _failure(job, futures, records, log)
     steps, seconds = _step_times(records, job.owners)
     try:
         extra = job.finish([f.result() for f in futures]) if job.finish else {}

@@ -379,8 +379,8 @@ def run_astro(
 
     summary: dict[str, Any] = {}
     if client is None:
-        with connect(cfg.cluster) as own:
-            cluster_info = phase_two(own)
+        with connect(cfg.cluster, log) as own:
+            cluster_info = {"kind": cfg.cluster.kind, **phase_two(own)}
     else:
         cluster_info = phase_two(client)
     return write_report(cfg, output, t0, started, cluster_info, results, summary)

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from sciimg.errors import ConfigError
+from sciimg.pipeline.cluster_config import ClusterConfig, KeyProblems
 from sciimg.pipeline.steps import (
     Step,
     builtin_steps,
@@ -67,23 +68,6 @@ class InputConfig(_Strict):
         description="astro: bit index per flag name (BAD, SAT, CR, ...) when the "
         "mask header has no MP_* keywords",
     )
-
-
-class ClusterConfig(_Strict):
-    """``cluster``: the Dask cluster to run on."""
-
-    scheduler: str | None = Field(
-        None,
-        description="address of a running scheduler, e.g. tcp://host:8786; "
-        "default: start a LocalCluster",
-    )
-    n_workers: int | None = Field(None, ge=1, description="default: one per core")
-    threads_per_worker: int = Field(1, ge=1)
-    memory_limit: str | None = Field(
-        "auto", description="per worker, e.g. 4GB; 'auto' shares the machine's memory"
-    )
-    processes: bool = True
-    dashboard_address: str | None = Field(":8787", description="':0' for any port")
 
 
 @dataclass(frozen=True)
@@ -167,6 +151,10 @@ def _pydantic_lines(exc: ValidationError, prefix: tuple = ()) -> list[str]:
     lines = []
     for err in exc.errors():
         loc = _loc(prefix + tuple(err["loc"]))
+        error = err.get("ctx", {}).get("error")
+        if isinstance(error, KeyProblems):
+            lines += [f"{loc}.{key}: {msg}" for key, msg in error.problems]
+            continue
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -249,7 +237,9 @@ def _plan_steps(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str]]:
 
 
 def load_config(
-    source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    source: str | Path | Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    replace: Mapping[str, Any] | None = None,
 ) -> PipelineConfig:
     """Read and validate a pipeline configuration.
 
@@ -259,6 +249,10 @@ def load_config(
         A YAML file, or the same content as a dict.
     overrides : mapping, optional
         Top-level sections merged over the file's (e.g. ``{"cluster": {...}}``).
+    replace : mapping, optional
+        Top-level sections that replace the file's whole, e.g. a cluster
+        section for a scheduler that exists already, whose workers need no
+        sizing.
 
     Returns
     -------
@@ -298,6 +292,7 @@ def load_config(
             raw[key] = {**raw[key], **value}
         else:
             raw[key] = value
+    raw.update(replace or {})
     try:
         cfg = PipelineConfig(**raw)
     except ValidationError as exc:

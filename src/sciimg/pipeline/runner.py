@@ -274,8 +274,11 @@ def run_pipeline(
     cluster_info: dict[str, Any] = {}
     if jobs:
         if client is None:
-            with connect(cfg.cluster) as own:
-                cluster_info = compute_jobs(jobs, own, results, progress, log)
+            with connect(cfg.cluster, log) as own:
+                cluster_info = {
+                    "kind": cfg.cluster.kind,
+                    **compute_jobs(jobs, own, results, progress, log),
+                }
         else:
             cluster_info = compute_jobs(jobs, client, results, progress, log)
     return write_report(cfg, output, t0, started, cluster_info, results)
