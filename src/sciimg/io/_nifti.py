@@ -74,6 +74,14 @@ class _NiftiVoxels:
     def __getitem__(self, key):
         try:
             return np.asarray(self._open()[key], dtype=self.dtype)
+        except FileNotFoundError as exc:
+            # Read where the task runs: on a cluster, a worker on another
+            # machine that does not see the file.
+            import socket
+
+            raise InputError(
+                self.path, f"cannot read voxels: not found on {socket.gethostname()}"
+            ) from exc
         except _READ_ERRORS as exc:
             raise InputError(
                 self.path,

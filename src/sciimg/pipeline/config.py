@@ -63,6 +63,17 @@ class InputConfig(_Strict):
         "astro: a folder searched for FITS files, or a list of files"
     )
     planes: PlanesConfig = Field(default_factory=PlanesConfig)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str | list[str]) -> str | list[str]:
+        # Workers read the files, and a worker's current folder is not the
+        # driver's (on another machine, or started elsewhere): relative paths
+        # are taken from where the config is loaded.
+        if isinstance(value, list):
+            return [str(Path(v).absolute()) for v in value]
+        return str(Path(value).absolute())
+
     mask_bits: dict[str, int] | None = Field(
         None,
         description="astro: bit index per flag name (BAD, SAT, CR, ...) when the "
@@ -102,6 +113,11 @@ class PipelineConfig(_Strict):
     )
 
     _plan: list[PlannedStep] = PrivateAttr(default_factory=list)
+
+    @field_validator("output")
+    @classmethod
+    def _absolute_output(cls, value: Path) -> Path:
+        return value.absolute()  # written by the workers, as input.path is read
 
     @field_validator("chunk_memory")
     @classmethod
