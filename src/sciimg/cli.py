@@ -112,6 +112,7 @@ def run(
             f"{', '.join(s.name for s in cfg.plan())} -> {cfg.output}, "
             f"on {describe(cfg.cluster)}",
             highlight=False,
+            soft_wrap=True,
         )
         if progress is None:
             progress = sys.stdout.isatty()
@@ -138,7 +139,7 @@ def run(
             s.id if len(kinds) < 2 else f"{s.kind} {s.id}",
             f"[{colour[s.status]}]{s.status}[/]",
             f"{s.seconds:.1f}" if s.seconds is not None else "-",
-            s.error or "",
+            f"{s.step}: {s.error}" if s.step else s.error or "",
         )
     out.print()
     out.print(table)

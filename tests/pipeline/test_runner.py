@@ -1,6 +1,7 @@
 """The runner on a real LocalCluster, against dipy on the same data."""
 
 import json
+import re
 import shutil
 
 import nibabel as nib
@@ -255,7 +256,7 @@ def test_failed_task_names_subject_step_and_exception(first_run, client, tmp_pat
     failed = {s.id: s for s in report.subjects if s.status == "failed"}
     one = failed["sub-01"]
     assert one.step == "boom"
-    assert one.error == "boom: ValueError: negative signal in this block"
+    assert one.error == "ValueError: negative signal in this block"
     assert "in fail" in one.traceback and "negative signal" in one.traceback
     assert "sub-01: failed in step boom: ValueError: negative signal in this block" in (
         lines
@@ -263,3 +264,39 @@ def test_failed_task_names_subject_step_and_exception(first_run, client, tmp_pat
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["subjects"][0]["step"] == "boom"
     assert not (tmp_path / "sub-01.zarr").exists()
+
+
+def test_dying_workers_fail_the_subject_not_the_run(first_run, tmp_path):
+    """A worker killed mid-task (as for memory) ends in KilledWorker, reported
+    with its step, instead of a run that waits forever."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    cfg, _ = first_run
+    bad = load_config(
+        {
+            **cfg.model_dump(mode="json"),
+            "input": {"path": str(first_run[0].input.path)},
+            "output": str(tmp_path),
+            "steps": {
+                "mask": STEPS["mask"],
+                "crash": {"function": "tests.pipeline.udfs:crash_worker"},
+            },
+            "export": [],
+        }
+    )
+    # Give up at the first death, not the third, to keep the test short.
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        report = run_pipeline(bad, client=client, log=lambda m: None)
+    failed = {s.id: s for s in report.subjects if s.status == "failed"}
+    assert set(failed) == {"sub-01", "sub-02", "sub-03"}
+    # Dask cannot tell which task killed the worker: the steps it held are named.
+    error = failed["sub-01"].error
+    assert error.startswith("KilledWorker: a worker died (out of memory, killed, ")
+    assert re.search(r"while it held tasks of step [a-z, ]*\bcrash\b", error), error

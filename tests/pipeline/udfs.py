@@ -25,3 +25,16 @@ def explode(mean_b0):
         return block
 
     return mean_b0.map_blocks(fail, dtype=mean_b0.dtype)
+
+
+def crash_worker(mean_b0):
+    """A step whose worker process dies, as one killed for memory would."""
+
+    def die(block):
+        import os
+
+        if block.size:  # not while dask infers the result's type, in this process
+            os._exit(1)
+        return block
+
+    return mean_b0.map_blocks(die, dtype=mean_b0.dtype)

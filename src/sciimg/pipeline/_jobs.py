@@ -149,18 +149,25 @@ def _show_progress(futures, log):
     return thread, log_below
 
 
-def _blame(exc: BaseException, records: list[dict], owners: dict) -> str | None:
-    """The step whose task raised ``exc`` (or whose workers kept dying)."""
+def _raising_step(job: _Job, records: list[dict]) -> str | None:
+    """The step whose task raised: the task stream records the task that
+    raised, not those that only inherited its error."""
+    for rec in records:
+        if rec.get("status") == "error" and rec["key"] in job.owners:
+            return job.owners[rec["key"]]
+    return None
+
+
+def _killed_steps(failed: list, job: _Job) -> list[str]:
+    """Steps with tasks on workers that died. A dying worker takes every task it
+    holds with it, and Dask cannot tell which one was running."""
     from distributed import KilledWorker
 
-    if isinstance(exc, KilledWorker):
-        return owners.get(exc.task)
-    # The task stream records the task that raised, not those that only
-    # inherited its error.
-    for rec in records:
-        if rec.get("status") == "error" and rec["key"] in owners:
-            return owners[rec["key"]]
-    return None
+    keys = {
+        e.task for e in (f.exception() for f in failed) if isinstance(e, KilledWorker)
+    }
+    steps = {job.owners[k] for k in keys if k in job.owners}
+    return [s for s in dict.fromkeys(job.owners.values()) if s in steps]
 
 
 def _failure(job: _Job, futures, records: list[dict], log) -> SubjectResult:
@@ -169,20 +176,23 @@ def _failure(job: _Job, futures, records: list[dict], log) -> SubjectResult:
 
     from distributed import KilledWorker
 
-    failed = next(f for f in futures if f.status != "finished")
-    exc = failed.exception()
-    step = _blame(exc, records, job.owners)
+    failed = [f for f in futures if f.status != "finished"]
+    exc = failed[0].exception()
+    step = _raising_step(job, records)
     error = _one_line(exc)
     if isinstance(exc, KilledWorker):
+        held = _killed_steps(failed, job)
+        step = held[0] if len(held) == 1 else None
         error = (
-            "KilledWorker: the workers running it died (out of memory, killed, "
-            "or out of walltime); see their logs"
+            "KilledWorker: a worker died (out of memory, killed, or out of "
+            "walltime) while it held tasks of step "
+            f"{', '.join(held) or '(unknown)'}; see the worker logs"
         )
-    trace = failed.traceback()
+    trace = failed[0].traceback()
     result = SubjectResult(
         job.id,
         "failed",
-        error=f"{step}: {error}" if step else error,
+        error=error,
         kind=job.kind,
         step=step,
         traceback="".join(tb.format_exception(type(exc), exc, trace))

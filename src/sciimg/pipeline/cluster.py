@@ -104,7 +104,7 @@ def open_client(
         )
         return Client(cluster)
     cluster = batch_cluster_class(cfg.kind)(
-        dashboard_address=cfg.dashboard_address,
+        scheduler_options={"dashboard_address": cfg.dashboard_address},
         silence_logs=logging.ERROR,
         **cfg.jobqueue_kwargs(),
     )
