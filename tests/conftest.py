@@ -2,9 +2,43 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+
+
+def _slurm_unreachable() -> str | None:
+    """Why tests marked ``slurm`` cannot run here, or None when they can."""
+    if shutil.which("sinfo") is None:
+        return "no SLURM here (sinfo not found)"
+    try:
+        answer = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        return "the SLURM controller does not answer (sinfo timed out)"
+    if answer.returncode != 0:
+        return f"the SLURM controller does not answer: {answer.stderr.strip()}"
+    if not {"idle", "mixed", "allocated"} & set(answer.stdout.split()):
+        return f"no SLURM node is up (states: {answer.stdout.split()})"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    # CI sets SCIIMG_REQUIRE_SLURM after starting SLURM: there the tests must run
+    # (and fail if SLURM is not answering), not be skipped.
+    if os.environ.get("SCIIMG_REQUIRE_SLURM"):
+        return
+    marked = [item for item in items if "slurm" in item.keywords]
+    reason = _slurm_unreachable() if marked else None
+    for item in marked if reason else ():
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +95,61 @@ def uneven():
         return tuple(max(1, (n + 2) // 3) if n > 3 else n for n in shape)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def running_cluster(tmp_path_factory):
+    """A scheduler and two workers started as separate processes, as on a cluster."""
+    bindir = Path(sys.executable).parent
+    sched_file = tmp_path_factory.mktemp("dask") / "scheduler.json"
+    procs = [
+        subprocess.Popen(
+            [
+                bindir / "dask",
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                ":0",
+                "--scheduler-file",
+                sched_file,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        for _ in range(300):
+            if sched_file.exists() and sched_file.stat().st_size:
+                break
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        procs += [
+            subprocess.Popen(
+                [
+                    bindir / "dask",
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--memory-limit",
+                    "2GB",
+                    "--host",
+                    "127.0.0.1",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
+        from distributed import Client
+
+        with Client(address) as c:
+            c.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)

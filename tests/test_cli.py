@@ -194,66 +194,6 @@ def test_synth_truth(tmp_path):
     assert sorted(set(np.round(dwi.gtab.bvals, -2).tolist())) == [0, 1000, 2000, 3000]
 
 
-@pytest.fixture
-def running_cluster(tmp_path):
-    """A scheduler and two workers started as separate processes, as on a cluster."""
-    import time
-
-    bindir = Path(sys.executable).parent
-    sched_file = tmp_path / "scheduler.json"
-    procs = [
-        subprocess.Popen(
-            [
-                bindir / "dask",
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--dashboard-address",
-                ":0",
-                "--scheduler-file",
-                sched_file,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    try:
-        for _ in range(300):
-            if sched_file.exists() and sched_file.stat().st_size:
-                break
-            time.sleep(0.1)
-        address = json.loads(sched_file.read_text())["address"]
-        procs += [
-            subprocess.Popen(
-                [
-                    bindir / "dask",
-                    "worker",
-                    address,
-                    "--nthreads",
-                    "1",
-                    "--memory-limit",
-                    "2GB",
-                    "--host",
-                    "127.0.0.1",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for _ in range(2)
-        ]
-        from distributed import Client
-
-        with Client(address) as c:
-            c.wait_for_workers(2, timeout=60)
-        yield address
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-            p.wait(timeout=30)
-
-
 def test_existing_scheduler(tmp_path, small_64d, running_cluster):
     cfg = _config(
         tmp_path,

@@ -1,0 +1,196 @@
+"""The demo configs, unchanged, on every kind of cluster: the LocalCluster their
+``cluster:`` section describes, a scheduler with workers started by hand, and a
+SLURM batch system where one answers. Each run must give the same results."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+import zarr
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMOS = {
+    "neuro": ROOT / "pipelines/neuro/demo.yaml",
+    "astro": ROOT / "pipelines/astro/demo.yaml",
+}
+OUTPUT = {"neuro": "out/neuro", "astro": "out/astro-demo"}
+
+
+def sciimg(*args, cwd, env=None, timeout=400):
+    return subprocess.run(
+        [sys.executable, "-m", "sciimg", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The demos' data, as their comments say to make it (fewer items)."""
+    root = tmp_path_factory.mktemp("demo-data")
+    for args in (
+        ("neuro", "data/neuro", "--subjects", "1"),
+        ("astro", "data/astro", "--visits", "3", "--ccds", "2"),
+    ):
+        made = sciimg("synth", *args, cwd=root)
+        assert made.returncode == 0, made.stderr
+    return root / "data"
+
+
+def _place(tmp_path_factory, data, name):
+    """A working folder with the data in it, as a user's would be."""
+    where = tmp_path_factory.mktemp(name)
+    (where / "data").symlink_to(data)
+    return where
+
+
+@pytest.fixture(scope="module")
+def local_runs(tmp_path_factory, data):
+    where = _place(tmp_path_factory, data, "local")
+    for pipeline, config in DEMOS.items():
+        run = sciimg("run", config, "--no-progress", cwd=where)
+        assert run.returncode == 0, run.stdout + run.stderr
+        report = json.loads((where / OUTPUT[pipeline] / "run.json").read_text())
+        assert report["cluster"]["kind"] == "local"
+    return where
+
+
+def _arrays(store: Path) -> dict[str, np.ndarray]:
+    group = zarr.open_group(store, mode="r")
+    return {
+        name: member[...]
+        for name, member in group.members(max_depth=None)
+        if isinstance(member, zarr.Array)
+    }
+
+
+def assert_same_results(one: Path, other: Path, pipeline: str) -> None:
+    """Every image of every store identical, and the same catalog."""
+    a, b = one / OUTPUT[pipeline], other / OUTPUT[pipeline]
+    stores = sorted(p.name for p in a.glob("*.zarr"))
+    assert stores and stores == sorted(p.name for p in b.glob("*.zarr"))
+    for store in stores:
+        left, right = _arrays(a / store), _arrays(b / store)
+        assert left.keys() == right.keys() and left
+        for name in left:
+            np.testing.assert_array_equal(left[name], right[name], err_msg=name)
+    if pipeline == "astro":
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(a / "catalog.parquet"),
+            pd.read_parquet(b / "catalog.parquet"),
+        )
+
+
+@pytest.mark.parametrize("pipeline", ["neuro", "astro"])
+def test_demo_on_an_existing_scheduler(
+    pipeline, tmp_path_factory, data, local_runs, running_cluster
+):
+    where = _place(tmp_path_factory, data, f"scheduler-{pipeline}")
+    run = sciimg(
+        "run",
+        DEMOS[pipeline],
+        "--scheduler",
+        running_cluster,
+        "--no-progress",
+        cwd=where,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"on the Dask scheduler at {running_cluster}" in run.stdout
+    report = json.loads((where / OUTPUT[pipeline] / "run.json").read_text())
+    assert report["cluster"]["kind"] == "scheduler"
+    assert report["cluster"]["scheduler"] == running_cluster
+    assert report["cluster"]["workers"] == 2
+    assert_same_results(local_runs, where, pipeline)
+
+
+def _squeue(name: str) -> list[str]:
+    listed = subprocess.run(
+        ["squeue", "-h", "-n", name, "-o", "%i %T"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return listed.stdout.split("\n")[:-1]
+
+
+@pytest.mark.slurm
+def test_neuro_demo_on_slurm(tmp_path_factory, data, local_runs):
+    """``kind: slurm`` submits real worker jobs; they end with the run."""
+    where = _place(tmp_path_factory, data, "slurm")
+    name = f"sciimg-test-{os.getpid()}"
+    # Batch defaults as a site would set them, in dask's own config file.
+    config_dir = where / "dask"
+    config_dir.mkdir()
+    (config_dir / "jobqueue.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "jobqueue": {
+                    "slurm": {
+                        "name": name,
+                        "walltime": "00:10:00",
+                        "log-directory": str(where / "logs"),
+                        # Workers and scheduler meet on loopback: one node.
+                        "interface": "lo",
+                    }
+                }
+            }
+        )
+    )
+    env = {**os.environ, "DASK_CONFIG": str(config_dir)}
+    run = sciimg(
+        "run", DEMOS["neuro"], "--cluster", "slurm", "--no-progress", cwd=where, env=env
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "on slurm jobs of 1 cores and 4GB (1 worker(s) each)" in run.stdout
+    assert "slurm: submitted worker jobs" in run.stdout
+    report = json.loads((where / OUTPUT["neuro"] / "run.json").read_text())
+    assert report["cluster"]["kind"] == "slurm"
+    assert report["subjects"][0]["status"] == "done"
+    assert_same_results(local_runs, where, "neuro")
+    # The worker jobs ran, logged, and ended with the run.
+    assert list((where / "logs").glob(f"{name}-*.err"))
+    assert _squeue(name) == []
+
+
+@pytest.mark.slurm
+def test_jobscripts_pass_sbatch_test_only(tmp_path):
+    """The scripts `sciimg jobscript` prints are ones SLURM accepts."""
+    config = tmp_path / "slurm.yaml"
+    raw = yaml.safe_load(DEMOS["neuro"].read_text())
+    config.write_text(
+        yaml.safe_dump(
+            {
+                **raw,
+                "cluster": {
+                    "kind": "slurm",
+                    "cores": 1,
+                    "memory": "1GB",
+                    "walltime": "00:05:00",
+                    "job_extra_directives": ["--nice=10"],
+                },
+            },
+            sort_keys=False,  # steps run in the order they are written
+        )
+    )
+    for part in ("worker", "driver"):
+        script = sciimg("jobscript", config, "--part", part, cwd=tmp_path)
+        assert script.returncode == 0, script.stderr
+        path = tmp_path / f"{part}.sh"
+        path.write_text(script.stdout)
+        checked = subprocess.run(
+            ["sbatch", "--test-only", path],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert checked.returncode == 0, checked.stderr
+        assert "to start at" in checked.stderr
