@@ -23,11 +23,10 @@ def plot_detections(image, catalog, path, *, title: str | None = None) -> Path:
     >>> out.stat().st_size > 0
     True
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: no backend is chosen, so a notebook's inline
+    # plots keep working, and nothing is left open for pyplot to show.
     from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
+    from matplotlib.figure import Figure
     from matplotlib.patches import Ellipse
 
     from sciimg.io import atomic_path
@@ -41,7 +40,8 @@ def plot_detections(image, catalog, path, *, title: str | None = None) -> Path:
         else None
     )
     size = 8.0 * np.array(data.shape[::-1]) / max(data.shape)
-    fig, ax = plt.subplots(figsize=(size[0] + 0.5, size[1] + 0.5), dpi=100)
+    fig = Figure(figsize=(size[0] + 0.5, size[1] + 0.5), dpi=100)
+    ax = fig.subplots()
     ax.imshow(shown, origin="lower", cmap="gray", norm=norm, interpolation="nearest")
     for row in catalog:
         r = (
@@ -68,5 +68,4 @@ def plot_detections(image, catalog, path, *, title: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return path

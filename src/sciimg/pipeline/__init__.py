@@ -1,7 +1,7 @@
 """Wiring steps into runs: the config schema, the step registry, the runner."""
 
 from sciimg.pipeline import astro_steps, neuro_steps
-from sciimg.pipeline.cluster import connect
+from sciimg.pipeline.cluster import connect, open_client
 from sciimg.pipeline.config import ClusterConfig, PipelineConfig, load_config
 from sciimg.pipeline.runner import RunReport, SubjectResult, run_pipeline
 from sciimg.pipeline.steps import Step, builtin_steps, register_step
@@ -17,6 +17,7 @@ __all__ = [
     "builtin_steps",
     "connect",
     "load_config",
+    "open_client",
     "register_step",
     "run_pipeline",
 ]
