@@ -14,6 +14,8 @@ import pytest
 import yaml
 import zarr
 
+from tests.helpers import dask_config_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMOS = {
     "neuro": ROOT / "pipelines/neuro/demo.yaml",
@@ -128,24 +130,18 @@ def test_neuro_demo_on_slurm(tmp_path_factory, data, local_runs):
     where = _place(tmp_path_factory, data, "slurm")
     name = f"sciimg-test-{os.getpid()}"
     # Batch defaults as a site would set them, in dask's own config file.
-    config_dir = where / "dask"
-    config_dir.mkdir()
-    (config_dir / "jobqueue.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "jobqueue": {
-                    "slurm": {
-                        "name": name,
-                        "walltime": "00:10:00",
-                        "log-directory": str(where / "logs"),
-                        # Workers and scheduler meet on loopback: one node.
-                        "interface": "lo",
-                    }
-                }
+    env = dask_config_dir(
+        where,
+        {
+            "slurm": {
+                "name": name,
+                "walltime": "00:10:00",
+                "log-directory": str(where / "logs"),
+                # Workers and scheduler meet on loopback: one node.
+                "interface": "lo",
             }
-        )
+        },
     )
-    env = {**os.environ, "DASK_CONFIG": str(config_dir)}
     run = sciimg(
         "run", DEMOS["neuro"], "--cluster", "slurm", "--no-progress", cwd=where, env=env
     )
@@ -194,3 +190,29 @@ def test_jobscripts_pass_sbatch_test_only(tmp_path):
         )
         assert checked.returncode == 0, checked.stderr
         assert "to start at" in checked.stderr
+
+
+@pytest.mark.slurm
+def test_astro_demo_on_adaptive_slurm(tmp_path_factory, data, local_runs):
+    """``min_jobs``/``max_jobs``: no job until there is work, then up to two."""
+    where = _place(tmp_path_factory, data, "slurm-adaptive")
+    name = f"sciimg-adapt-{os.getpid()}"
+    raw = yaml.safe_load(DEMOS["astro"].read_text())
+    raw["cluster"] = {
+        "kind": "slurm",
+        "cores": 1,
+        "memory": "2GB",
+        "walltime": "00:10:00",
+        "interface": "lo",
+        "min_jobs": 0,
+        "max_jobs": 2,
+        "dashboard_address": ":0",
+    }
+    config = where / "adaptive.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = dask_config_dir(where, {"slurm": {"name": name}})
+    run = sciimg("run", config, "--no-progress", cwd=where, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "slurm: adaptive, 0 to 2 worker jobs" in run.stdout
+    assert_same_results(local_runs, where, "astro")
+    assert _squeue(name) == []

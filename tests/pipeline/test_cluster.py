@@ -14,6 +14,7 @@ from sciimg.pipeline import load_config
 from sciimg.pipeline.cluster import connect
 from sciimg.pipeline.cluster_config import ClusterConfig
 from sciimg.pipeline.jobscript import driver_script, worker_script
+from tests.helpers import dask_config_dir
 
 BASE = {"pipeline": "neuro", "input": {"path": "data"}, "output": "out"}
 #: The sizing of pipelines/neuro/demo.yaml.
@@ -206,30 +207,22 @@ def _cli(*args, cwd=None, env=None):
     )
 
 
-def test_jobscript_command_reads_dask_jobqueue_config(tmp_path, monkeypatch):
+def test_jobscript_command_reads_dask_jobqueue_config(tmp_path):
     """HPC defaults come from dask's own config files, as dask-jobqueue's do."""
-    import os
-
-    config_dir = tmp_path / "dask"
-    config_dir.mkdir()
-    (config_dir / "jobqueue.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "jobqueue": {
-                    "slurm": {
-                        "cores": 16,
-                        "memory": "64GB",
-                        "processes": 4,
-                        "queue": "compute",
-                        "walltime": "08:00:00",
-                    }
-                }
+    env = dask_config_dir(
+        tmp_path,
+        {
+            "slurm": {
+                "cores": 16,
+                "memory": "64GB",
+                "processes": 4,
+                "queue": "compute",
+                "walltime": "08:00:00",
             }
-        )
+        },
     )
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump({**BASE, "cluster": {"kind": "slurm"}}))
-    env = {**os.environ, "DASK_CONFIG": str(config_dir)}
     worker = _cli("jobscript", cfg, "--part", "worker", env=env)
     assert worker.returncode == 0, worker.stderr
     assert _directives(worker.stdout, "#SBATCH")[1:] == [

@@ -263,6 +263,10 @@ def test_failed_task_names_subject_step_and_exception(first_run, client, tmp_pat
     )
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["subjects"][0]["step"] == "boom"
+    # In Jupyter the report shows as a table.
+    html = report._repr_html_()
+    assert "<td>sub-01</td><td>subject</td><td>failed</td>" in html
+    assert "boom: ValueError: negative signal in this block" in html
     assert not (tmp_path / "sub-01.zarr").exists()
 
 

@@ -249,7 +249,10 @@ def compute_jobs(
         "workers": len(workers),
         "threads": sum(w.get("nthreads", 0) for w in workers.values()),
     }
-    log(f"Dask dashboard: {client.dashboard_link}")
+    # Once per client: the astronomy run computes two phases on one client.
+    if not getattr(client, "_sciimg_announced", False):
+        log(f"Dask dashboard: {client.dashboard_link}")
+        client._sciimg_announced = True
     records = _TaskRecords(client)
     # One computation per item, earlier items first: without the priorities every
     # item's reads (tasks that need nothing) would run ahead of the work that

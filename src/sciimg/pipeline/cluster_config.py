@@ -58,14 +58,15 @@ class KeyProblems(ValueError):
         self.problems = problems
 
 
-def _check_bytes(value: str | None) -> str | None:
+def check_size(value: str | None, example: str = "4GB") -> str | None:
+    """``value`` if dask reads it as a size (or it is None or 'auto')."""
     from dask.utils import parse_bytes
 
     if value is not None and value != "auto":
         try:
             parse_bytes(value)
         except (ValueError, TypeError) as exc:
-            msg = f"expected a size such as '4GB', got {value!r}"
+            msg = f"expected a size such as {example!r}, got {value!r}"
             raise ValueError(msg) from exc
     return value
 
@@ -152,7 +153,7 @@ class ClusterConfig(BaseModel):
     @field_validator("memory_limit", "memory")
     @classmethod
     def _size(cls, value: str | None) -> str | None:
-        return _check_bytes(value)
+        return check_size(value)
 
     @field_validator("startup_timeout")
     @classmethod

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from sciimg.errors import ConfigError
-from sciimg.pipeline.cluster_config import ClusterConfig, KeyProblems
+from sciimg.pipeline.cluster_config import ClusterConfig, KeyProblems, check_size
 from sciimg.pipeline.steps import (
     Step,
     builtin_steps,
@@ -122,15 +122,7 @@ class PipelineConfig(_Strict):
     @field_validator("chunk_memory")
     @classmethod
     def _bytes(cls, value: str | None) -> str | None:
-        from dask.utils import parse_bytes
-
-        if value is not None:
-            try:
-                parse_bytes(value)
-            except (ValueError, TypeError) as exc:
-                msg = f"expected a size such as '64MiB', got {value!r}"
-                raise ValueError(msg) from exc
-        return value
+        return check_size(value, "64MiB")
 
     def plan(self) -> list[PlannedStep]:
         """The steps in order, with parameters validated and defaults filled."""

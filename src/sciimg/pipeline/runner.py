@@ -68,6 +68,35 @@ class RunReport:
             out[s.status] += 1
         return out
 
+    def _repr_html_(self) -> str:
+        """A table of the items in Jupyter, as the command line prints it."""
+        from html import escape
+
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{escape(str(cell))}</td>"
+                for cell in (
+                    s.id,
+                    s.kind,
+                    s.status,
+                    f"{s.seconds:.1f}" if s.seconds is not None else "-",
+                    f"{s.step}: {s.error}" if s.step else s.error or "",
+                )
+            )
+            + "</tr>"
+            for s in self.subjects
+        )
+        counts = self.counts()
+        head = "".join(
+            f"<th>{h}</th>" for h in ("item", "kind", "status", "time (s)", "message")
+        )
+        return (
+            f"<p>{escape(self.output)}: {counts['done']} done, {counts['skipped']} "
+            f"skipped, {counts['failed']} failed in {self.wall_seconds:.1f} s</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        )
+
 
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
