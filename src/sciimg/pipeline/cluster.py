@@ -133,7 +133,7 @@ def _await_workers(client: Any, cluster: Any, cfg: ClusterConfig, log) -> None:
     """
     from dask.utils import parse_timedelta
 
-    if cfg.max_jobs is not None and not cfg.min_jobs:
+    if (cfg.min_jobs is not None or cfg.max_jobs is not None) and not cfg.min_jobs:
         return
     limit = parse_timedelta(cfg.startup_timeout) if cfg.startup_timeout else None
     start = last = time.monotonic()
@@ -184,9 +184,8 @@ def describe(cfg: ClusterConfig) -> str:
     if cfg.kind == "scheduler":
         return f"the Dask scheduler at {cfg.address}"
     if cfg.kind in BATCH_KINDS:
-        kw = cfg.jobqueue_kwargs()
         return (
-            f"{cfg.kind} jobs of {kw.get('cores')} cores and {kw.get('memory')} "
-            f"({kw.get('processes')} worker(s) each)"
+            f"{cfg.kind} jobs of {cfg.batch_value('cores')} cores and "
+            f"{cfg.batch_value('memory')} ({cfg.worker_processes()} worker(s) each)"
         )
     return "a local cluster"

@@ -213,7 +213,7 @@ class ClusterConfig(BaseModel):
                     f"jobqueue.{self.kind}.{key} in dask's configuration",
                 )
                 for key in ("cores", "memory")
-                if self.jobqueue_kwargs().get(key, self._jobqueue_default(key)) is None
+                if self.batch_value(key) is None
             ]
         if problems:
             raise KeyProblems(problems)
@@ -225,6 +225,11 @@ class ClusterConfig(BaseModel):
         import dask
 
         return dask.config.get(f"jobqueue.{self.kind}.{key}", None)
+
+    def batch_value(self, key: str) -> Any:
+        """A dask-jobqueue setting as the batch cluster will have it: from this
+        section, or else from dask's ``jobqueue.<kind>`` configuration."""
+        return self.jobqueue_kwargs().get(key, self._jobqueue_default(key))
 
     def worker_processes(self) -> int:
         """Worker processes per batch job: set here, in dask's config, or as
