@@ -1,0 +1,16 @@
+"""Where the command line writes: results to stdout, errors to stderr."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``message`` as ``error:`` lines on stderr and exit with ``code``."""
+    for line in str(message).splitlines():
+        err.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
