@@ -441,11 +441,12 @@ def test_zarr_round_trip_keeps_data_dtype_wcs(tmp_path):
 
 @pytest.fixture
 def cli(monkeypatch):
+    from sciimg import _console
     from sciimg import cli as module
 
     # A wide console, so that no table cell is folded across lines.
     monkeypatch.setattr(module, "out", Console(width=250))
-    monkeypatch.setattr(module, "err", Console(width=250, stderr=True))
+    monkeypatch.setattr(_console, "err", Console(width=250, stderr=True))
     runner = CliRunner()
     return lambda *args: runner.invoke(module.app, [str(a) for a in args])
 
