@@ -5,7 +5,6 @@ SLURM batch system where one answers. Each run must give the same results."""
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 import yaml
 import zarr
 
-from tests.helpers import dask_config_dir
+from tests.helpers import dask_config_dir, run_sciimg
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMOS = {
@@ -22,17 +21,6 @@ DEMOS = {
     "astro": ROOT / "pipelines/astro/demo.yaml",
 }
 OUTPUT = {"neuro": "out/neuro", "astro": "out/astro-demo"}
-
-
-def sciimg(*args, cwd, env=None, timeout=400):
-    return subprocess.run(
-        [sys.executable, "-m", "sciimg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +31,7 @@ def data(tmp_path_factory):
         ("neuro", "data/neuro", "--subjects", "1"),
         ("astro", "data/astro", "--visits", "3", "--ccds", "2"),
     ):
-        made = sciimg("synth", *args, cwd=root)
+        made = run_sciimg("synth", *args, cwd=root)
         assert made.returncode == 0, made.stderr
     return root / "data"
 
@@ -59,7 +47,7 @@ def _place(tmp_path_factory, data, name):
 def local_runs(tmp_path_factory, data):
     where = _place(tmp_path_factory, data, "local")
     for pipeline, config in DEMOS.items():
-        run = sciimg("run", config, "--no-progress", cwd=where)
+        run = run_sciimg("run", config, "--no-progress", cwd=where)
         assert run.returncode == 0, run.stdout + run.stderr
         report = json.loads((where / OUTPUT[pipeline] / "run.json").read_text())
         assert report["cluster"]["kind"] == "local"
@@ -97,7 +85,7 @@ def test_demo_on_an_existing_scheduler(
     pipeline, tmp_path_factory, data, local_runs, running_cluster
 ):
     where = _place(tmp_path_factory, data, f"scheduler-{pipeline}")
-    run = sciimg(
+    run = run_sciimg(
         "run",
         DEMOS[pipeline],
         "--scheduler",
@@ -142,7 +130,7 @@ def test_neuro_demo_on_slurm(tmp_path_factory, data, local_runs):
             }
         },
     )
-    run = sciimg(
+    run = run_sciimg(
         "run", DEMOS["neuro"], "--cluster", "slurm", "--no-progress", cwd=where, env=env
     )
     assert run.returncode == 0, run.stdout + run.stderr
@@ -178,7 +166,7 @@ def test_jobscripts_pass_sbatch_test_only(tmp_path):
         )
     )
     for part in ("worker", "driver"):
-        script = sciimg("jobscript", config, "--part", part, cwd=tmp_path)
+        script = run_sciimg("jobscript", config, "--part", part, cwd=tmp_path)
         assert script.returncode == 0, script.stderr
         path = tmp_path / f"{part}.sh"
         path.write_text(script.stdout)
@@ -211,7 +199,7 @@ def test_astro_demo_on_adaptive_slurm(tmp_path_factory, data, local_runs):
     config = where / "adaptive.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     env = dask_config_dir(where, {"slurm": {"name": name}})
-    run = sciimg("run", config, "--no-progress", cwd=where, env=env)
+    run = run_sciimg("run", config, "--no-progress", cwd=where, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "slurm: adaptive, 0 to 2 worker jobs" in run.stdout
     assert_same_results(local_runs, where, "astro")

@@ -2,8 +2,6 @@
 job scripts, and clients for local and existing clusters."""
 
 import re
-import subprocess
-import sys
 
 import dask
 import pytest
@@ -14,7 +12,7 @@ from sciimg.pipeline import load_config
 from sciimg.pipeline.cluster import connect
 from sciimg.pipeline.cluster_config import ClusterConfig
 from sciimg.pipeline.jobscript import driver_script, worker_script
-from tests.helpers import dask_config_dir
+from tests.helpers import dask_config_dir, run_sciimg
 
 BASE = {"pipeline": "neuro", "input": {"path": "data"}, "output": "out"}
 #: The sizing of pipelines/neuro/demo.yaml.
@@ -196,17 +194,6 @@ def test_jobscript_needs_a_batch_kind():
         worker_script(ClusterConfig())
 
 
-def _cli(*args, cwd=None, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "sciimg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
-
-
 def test_jobscript_command_reads_dask_jobqueue_config(tmp_path):
     """HPC defaults come from dask's own config files, as dask-jobqueue's do."""
     env = dask_config_dir(
@@ -223,7 +210,7 @@ def test_jobscript_command_reads_dask_jobqueue_config(tmp_path):
     )
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump({**BASE, "cluster": {"kind": "slurm"}}))
-    worker = _cli("jobscript", cfg, "--part", "worker", env=env)
+    worker = run_sciimg("jobscript", cfg, "--part", "worker", env=env)
     assert worker.returncode == 0, worker.stderr
     assert _directives(worker.stdout, "#SBATCH")[1:] == [
         "-p compute",
@@ -234,7 +221,7 @@ def test_jobscript_command_reads_dask_jobqueue_config(tmp_path):
     ]
     assert "--nthreads 4" in worker.stdout and "--nworkers 4" in worker.stdout
     # The command line overrides the file: two workers of 4GB, one per job.
-    driver = _cli(
+    driver = run_sciimg(
         "jobscript",
         cfg,
         "--part",
@@ -250,7 +237,9 @@ def test_jobscript_command_reads_dask_jobqueue_config(tmp_path):
     assert driver.stdout.rstrip().endswith(
         f"run {cfg} --workers 2 --memory-limit 4GB --no-progress"
     )
-    local = _cli("jobscript", tmp_path / "run.yaml", "--cluster", "local", env=env)
+    local = run_sciimg(
+        "jobscript", tmp_path / "run.yaml", "--cluster", "local", env=env
+    )
     assert local.returncode == 2
     assert "job scripts are for kinds slurm, pbs, sge, lsf" in local.stderr
 
@@ -258,10 +247,10 @@ def test_jobscript_command_reads_dask_jobqueue_config(tmp_path):
 def test_cli_cluster_options_are_checked(tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump(BASE))
-    both = _cli("run", cfg, "--scheduler", "tcp://127.0.0.1:1", "--workers", "2")
+    both = run_sciimg("run", cfg, "--scheduler", "tcp://127.0.0.1:1", "--workers", "2")
     assert both.returncode == 2
     assert "--scheduler reaches a cluster that exists already" in both.stderr
-    bad = _cli("run", cfg, "--cluster", "condor")
+    bad = run_sciimg("run", cfg, "--cluster", "condor")
     assert bad.returncode == 2
     assert "cluster.kind: Input should be 'local', 'scheduler'" in bad.stderr
 
