@@ -9,17 +9,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sciimg._cli_cluster import (
-    ClusterKind,
-    MemoryOpt,
-    SchedulerOpt,
-    WorkersOpt,
-    cluster_overrides,
-    jobscript,
-)
+from sciimg._cli_cluster import jobscript
+from sciimg._cli_run import run
 from sciimg._console import fail as _fail
 from sciimg._console import out
-from sciimg.errors import ConfigError, InputError
+from sciimg.errors import InputError
 
 app = typer.Typer(
     help="Scientific image pipelines on Dask.",
@@ -33,82 +27,7 @@ synth_app = typer.Typer(
 app.add_typer(synth_app, name="synth")
 
 
-@app.command()
-def run(
-    config: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
-    force: Annotated[
-        bool, typer.Option(help="Redo subjects already complete.")
-    ] = False,
-    cluster: ClusterKind = None,
-    scheduler: SchedulerOpt = None,
-    workers: WorkersOpt = None,
-    memory_limit: MemoryOpt = None,
-    progress: Annotated[
-        bool | None,
-        typer.Option(
-            help="Show a task progress bar (default: when writing to a terminal)."
-        ),
-    ] = None,
-) -> None:
-    """Run the pipeline a CONFIG file describes over all its subjects."""
-    from sciimg.pipeline import load_config, run_pipeline
-
-    overrides, replace = cluster_overrides(cluster, scheduler, workers, memory_limit)
-    try:
-        cfg = load_config(config, overrides, replace)
-        from sciimg.pipeline.cluster import describe
-
-        out.print(
-            f"sciimg {cfg.pipeline} pipeline: steps "
-            f"{', '.join(s.name for s in cfg.plan())} -> {cfg.output}, "
-            f"on {describe(cfg.cluster)}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        if progress is None:
-            progress = sys.stdout.isatty()
-        report = run_pipeline(
-            cfg,
-            force=force,
-            progress=progress,
-            log=lambda m: out.print(m, highlight=False, soft_wrap=True),
-        )
-    except (ConfigError, InputError, TimeoutError) as exc:
-        _fail(str(exc))
-    table = Table(title=f"{cfg.pipeline}: {report.output}")
-    kinds = sorted({s.kind for s in report.subjects})
-    for col in (
-        "item" if len(kinds) > 1 else kinds[0] if kinds else "subject",
-        "status",
-        "time (s)",
-        "message",
-    ):
-        table.add_column(col, overflow="fold")
-    colour = {"done": "green", "skipped": "cyan", "failed": "red"}
-    for s in report.subjects:
-        table.add_row(
-            s.id if len(kinds) < 2 else f"{s.kind} {s.id}",
-            f"[{colour[s.status]}]{s.status}[/]",
-            f"{s.seconds:.1f}" if s.seconds is not None else "-",
-            f"{s.step}: {s.error}" if s.step else s.error or "",
-        )
-    out.print()
-    out.print(table)
-    counts = report.counts()
-    if "sources" in report.summary:
-        out.print(
-            f"{report.summary['sources']} sources in "
-            f"{Path(report.output) / 'catalog.parquet'}"
-        )
-    out.print(
-        f"{counts['done']} done, {counts['skipped']} skipped, "
-        f"{counts['failed']} failed in {report.wall_seconds:.1f} s; "
-        f"details in {Path(report.output) / 'run.json'}"
-    )
-    if not report.ok:
-        raise typer.Exit(1)
-
-
+app.command()(run)
 app.command()(jobscript)  # after run, so --help lists them in that order
 
 

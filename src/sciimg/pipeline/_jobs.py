@@ -9,6 +9,8 @@ once it is settled, so the memory held does not grow with the number of items.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -22,13 +24,15 @@ from sciimg.io import ZarrStoreWriter
 
 __all__ = ["SubjectResult", "compute_jobs"]
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class SubjectResult:
     """What happened to one subject."""
 
     id: str
-    status: str  # "done", "skipped" or "failed"
+    status: str  # "done", "skipped", "failed" or "interrupted"
     seconds: float | None = None
     kind: str = "subject"  # "subject"; "exposure" or "patch" in astronomy
     error: str | None = None
@@ -186,7 +190,7 @@ def _failure(job: _Job, futures, records: list[dict], log) -> SubjectResult:
         error = (
             "KilledWorker: a worker died (out of memory, killed, or out of "
             "walltime) while it held tasks of step "
-            f"{', '.join(held) or '(unknown)'}; see the worker logs"
+            f"{', '.join(held) or '(unknown)'}"
         )
     trace = failed[0].traceback()
     result = SubjectResult(
@@ -200,6 +204,7 @@ def _failure(job: _Job, futures, records: list[dict], log) -> SubjectResult:
         else None,
     )
     log(f"{job.id}: failed in {f'step {step}' if step else 'its graph'}: {error}")
+    logger.error("%s: failed\n%s", job.id, result.traceback or error)
     return result
 
 
@@ -218,8 +223,9 @@ def _settle(job: _Job, futures, records: list[dict], log) -> SubjectResult:
         job.writer.abort()
         result = SubjectResult(job.id, "failed", error=_one_line(exc), kind=job.kind)
         log(f"{job.id}: failed: {result.error}")
+        logger.error("%s: failed", job.id, exc_info=exc)
         return result
-    log(f"{job.id}: done in {seconds} s")
+    log(f"{job.id}: done" + (f" in {seconds:.1f} s" if seconds is not None else ""))
     return SubjectResult(
         job.id,
         "done",
@@ -268,18 +274,26 @@ def compute_jobs(
         bar, log = _show_progress(every, log)
     finished = as_completed(every)
     del every
-    for _ in finished.batches():
-        settled = [i for i, fs in pending.items() if all(f.done() for f in fs)]
-        if not settled:
-            continue
-        records.fetch()
-        for i in settled:
-            job = jobs[i]
-            # Dropping the futures lets the cluster forget the item's tasks.
-            futures = pending.pop(i)
-            results[job.id] = _settle(job, futures, records.pop(job.owners), log)
-            del futures
-    if bar is not None:
-        bar.join(timeout=5)  # its last line before the caller's summary
-        print()
+    try:
+        for _ in finished.batches():
+            settled = [i for i, fs in pending.items() if all(f.done() for f in fs)]
+            if not settled:
+                continue
+            records.fetch()
+            for i in settled:
+                job = jobs[i]
+                # Dropping the futures lets the cluster forget the item's tasks.
+                futures = pending.pop(i)
+                results[job.id] = _settle(job, futures, records.pop(job.owners), log)
+                del futures
+    except KeyboardInterrupt:
+        # Ctrl-C: what is still running is dropped; the caller removes the
+        # unfinished stores once no worker can write into them any more.
+        with contextlib.suppress(Exception):
+            client.cancel([f for fs in pending.values() for f in fs])
+        raise
+    finally:
+        if bar is not None:
+            bar.join(timeout=5)  # its last line before the caller's summary
+            print()
     return cluster_info

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from sciimg.astro import Patch, WarpSource, plot_detections
+from sciimg.errors import RunInterrupted
 from sciimg.io import (
     Image,
     ZarrStoreWriter,
@@ -40,11 +42,15 @@ from sciimg.pipeline.config import PipelineConfig
 from sciimg.pipeline.runner import (
     _clear_stale,
     _graph_keys,
+    mark_interrupted,
+    prepare_output,
     store_images,
     write_report,
 )
 
 __all__ = ["run_astro"]
+
+logger = logging.getLogger(__name__)
 
 
 def _hash(*parts: Any) -> str:
@@ -244,9 +250,12 @@ def run_astro(
     from sciimg.pipeline.cluster import connect
 
     t0, started = time.perf_counter(), datetime.now(UTC)
-    output = Path(cfg.output)
-    output.mkdir(parents=True, exist_ok=True)
-    for folder in (output, output / "catalogs", output / "qc"):
+    cfg.check_paths()
+    # Everything that can be wrong with the input is said before the output
+    # folder (and the previous run's record) is touched.
+    exposures = discover_exposures(cfg.input.path)
+    output = prepare_output(cfg.output)
+    for folder in (output / "catalogs", output / "qc"):
         _clear_stale(folder)
     steps = {s.name: s for s in cfg.plan()}
     results: dict[str, SubjectResult] = {}
@@ -259,7 +268,9 @@ def run_astro(
         cfg.chunk_memory,
     )
     jobs, fingerprints = [], {}
-    for eid, path in discover_exposures(cfg.input.path):
+    items = [(eid, "exposure") for eid, _ in exposures]
+    patch_jobs: list[_Job] = []
+    for eid, path in exposures:
         try:
             exposure = open_exposure(
                 path,
@@ -277,7 +288,6 @@ def run_astro(
                 results[eid] = SubjectResult(
                     eid,
                     "skipped",
-                    attrs.get("seconds"),
                     kind="exposure",
                     store=f"calexp.zarr/{eid}",
                     steps=attrs.get("timings", {}),
@@ -293,6 +303,7 @@ def run_astro(
                 eid, "failed", error=_one_line(exc), kind="exposure"
             )
             log(f"{eid}: failed: {results[eid].error}")
+            logger.error("%s: failed", eid, exc_info=exc)
 
     def phase_two(run_client) -> dict[str, Any]:
         info: dict[str, Any] = {}
@@ -325,10 +336,11 @@ def run_astro(
             skymap.to_dict(),
             cfg.chunk_memory,
         )
-        patch_jobs, members = [], {}
+        members: dict[str, tuple[Patch, list[str]]] = {}
         for eid, src in sources.items():
             for patch in skymap.patches_for(src.wcs, src.image.shape):
                 members.setdefault(patch.id, (patch, []))[1].append(eid)
+        items.extend((pid, "patch") for pid in sorted(members))
         for pid, (patch, eids) in sorted(members.items()):
             fp = _hash(patch_fp, sorted((e, fingerprints.get(e)) for e in eids))
             store = coadd_root / pid
@@ -339,7 +351,6 @@ def run_astro(
                     results[pid] = SubjectResult(
                         pid,
                         "skipped",
-                        attrs.get("seconds"),
                         kind="patch",
                         store=f"coadd.zarr/{pid}",
                         steps=attrs.get("timings", {}),
@@ -364,6 +375,8 @@ def run_astro(
                 results[pid] = SubjectResult(
                     pid, "failed", error=_one_line(exc), kind="patch"
                 )
+                log(f"{pid}: failed: {results[pid].error}")
+                logger.error("%s: failed", pid, exc_info=exc)
         if patch_jobs:
             info = compute_jobs(patch_jobs, run_client, results, progress, log) or info
         _merge_catalogs(
@@ -378,11 +391,17 @@ def run_astro(
         return info
 
     summary: dict[str, Any] = {}
-    if client is None:
-        with connect(cfg.cluster, log) as own:
-            cluster_info = {"kind": cfg.cluster.kind, **phase_two(own)}
-    else:
-        cluster_info = phase_two(client)
+    cluster_info: dict[str, Any] = {}
+    try:
+        if client is None:
+            with connect(cfg.cluster, log) as own:
+                cluster_info = {"kind": cfg.cluster.kind, **phase_two(own)}
+        else:
+            cluster_info = phase_two(client)
+    except KeyboardInterrupt:
+        mark_interrupted([*jobs, *patch_jobs], results, items)
+        report = write_report(cfg, output, t0, started, cluster_info, results, summary)
+        raise RunInterrupted(report) from None
     return write_report(cfg, output, t0, started, cluster_info, results, summary)
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sciimg.errors import ConfigError
+from sciimg.errors import ClusterError, ConfigError
 from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig
 
 __all__ = ["batch_cluster_class", "connect", "open_client"]
@@ -45,7 +47,7 @@ def _as_config(cfg: ClusterConfig | Mapping[str, Any] | None) -> ClusterConfig:
     try:
         return ClusterConfig(**(cfg or {}))
     except ValidationError as exc:
-        lines = _pydantic_lines(exc, ("cluster",))
+        lines = _pydantic_lines(exc, ("cluster",), ClusterConfig)
         raise ConfigError("\n".join(lines)) from None
 
 
@@ -75,8 +77,9 @@ def open_client(
     ------
     ConfigError
         The section is not valid.
-    TimeoutError
-        No worker joined within ``startup_timeout``.
+    ClusterError
+        No scheduler answers at ``address``, or no worker joined within
+        ``startup_timeout``.
 
     Examples
     --------
@@ -91,17 +94,25 @@ def open_client(
     cfg = _as_config(cfg)
     log = log or (lambda message: None)
     if cfg.kind == "scheduler":
-        return Client(cfg.address)
+        try:
+            return Client(cfg.address)
+        except (OSError, TimeoutError) as exc:
+            msg = (
+                f"cluster.address: no Dask scheduler answers at {cfg.address} "
+                f"({' '.join(str(exc).split()) or type(exc).__name__})"
+            )
+            raise ClusterError(msg) from exc
     if cfg.kind == "local":
         threads = cfg.threads_per_worker
-        cluster = LocalCluster(
-            n_workers=cfg.n_workers or max(1, (os.cpu_count() or 1) // threads),
-            threads_per_worker=threads,
-            memory_limit=cfg.memory_limit,
-            processes=cfg.processes is not False,
-            dashboard_address=cfg.dashboard_address,
-            silence_logs=logging.ERROR,
-        )
+        with _workers_ignore_ctrl_c():
+            cluster = LocalCluster(
+                n_workers=cfg.n_workers or max(1, (os.cpu_count() or 1) // threads),
+                threads_per_worker=threads,
+                memory_limit=cfg.memory_limit,
+                processes=cfg.processes is not False,
+                dashboard_address=cfg.dashboard_address,
+                silence_logs=logging.ERROR,
+            )
         return Client(cluster)
     cluster = batch_cluster_class(cfg.kind)(
         scheduler_options={"dashboard_address": cfg.dashboard_address},
@@ -123,6 +134,25 @@ def open_client(
         cluster.close()
         raise
     return client
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored (they inherit it).
+
+    Ctrl-C in a terminal reaches every process of the foreground group: the
+    workers would die mid-task with tracebacks of their own, before this
+    process could stop the run in order. They are stopped when the cluster is
+    closed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 def _await_workers(client: Any, cluster: Any, cfg: ClusterConfig, log) -> None:
@@ -151,7 +181,7 @@ def _await_workers(client: Any, cluster: Any, cfg: ClusterConfig, log) -> None:
                 "failed to start; see their logs"
                 + (f" in {cfg.log_directory}" if cfg.log_directory else "")
             )
-            raise TimeoutError(msg)
+            raise ClusterError(msg)
         if now - last > 60:
             log(f"{cfg.kind}: still waiting for a worker ({now - start:.0f} s)")
             last = now

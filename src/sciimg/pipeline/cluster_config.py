@@ -20,12 +20,30 @@ from __future__ import annotations
 
 import math
 import re
+import signal
+import threading
 from typing import Any, Literal
 
-# Imported here, not when first needed: it adds jobqueue's defaults to dask's
-# configuration, which a dask.config.set made before would otherwise hide.
-import dask_jobqueue  # noqa: F401
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+def _import_jobqueue() -> None:
+    """Import dask-jobqueue, keeping this process's Ctrl-C handler.
+
+    Imported here, not when first needed: it adds jobqueue's defaults to dask's
+    configuration, which a dask.config.set made before would otherwise hide. Its
+    ``runner`` module replaces the SIGINT handler with one that exits with status
+    0, which made an interrupted run look successful: the handler is put back.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    import dask_jobqueue  # noqa: F401
+
+    if handler is not None:
+        signal.signal(signal.SIGINT, handler)
+
+
+_import_jobqueue()
 
 __all__ = ["BATCH_KINDS", "ClusterConfig", "KeyProblems"]
 
@@ -121,7 +139,11 @@ class ClusterConfig(BaseModel):
         description="local: true for worker processes (default), false for "
         "threads in this process; batch: worker processes per job",
     )
-    dashboard_address: str | None = Field(":8787", description="':0' for any port")
+    dashboard_address: str | None = Field(
+        "127.0.0.1:0",
+        description="where the dashboard listens: default this machine only, any free "
+        "port (printed when the run starts); ':8787' for every interface, port 8787",
+    )
     startup_timeout: str | None = Field(
         None,
         description="give up if no worker has joined after this long, e.g. 30min; "

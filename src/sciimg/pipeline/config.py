@@ -113,6 +113,7 @@ class PipelineConfig(_Strict):
     )
 
     _plan: list[PlannedStep] = PrivateAttr(default_factory=list)
+    _origin: str = PrivateAttr("config")  # the YAML file, for messages
 
     @field_validator("output")
     @classmethod
@@ -131,6 +132,36 @@ class PipelineConfig(_Strict):
     def outputs(self) -> list[str]:
         """Every result the steps produce, in order."""
         return [o for s in self._plan for o in s.step.outputs]
+
+    def check_paths(self) -> None:
+        """Check what the schema cannot: that ``input.path`` exists and that
+        ``output`` is (or can be) a folder.
+
+        Raises
+        ------
+        ConfigError
+            One line per problem, naming the key.
+
+        Examples
+        --------
+        >>> cfg = load_config({"pipeline": "neuro", "input": {"path": "no/such"},
+        ...                    "output": "out"})
+        >>> cfg.check_paths()
+        Traceback (most recent call last):
+        ...
+        sciimg.errors.ConfigError: config: input.path: .../no/such does not exist
+        """
+        problems = []
+        # A list names items one by one: a missing one fails alone, at run time.
+        if isinstance(self.input.path, str) and not Path(self.input.path).exists():
+            problems.append(f"input.path: {self.input.path} does not exist")
+        for folder in (self.output, *self.output.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    problems.append(f"output: {folder} is a file, not a folder")
+                break
+        if problems:
+            raise ConfigError("\n".join(f"{self._origin}: {p}" for p in problems))
 
     def fingerprint(self) -> str:
         """Hash of what determines the results (not where they go or what runs them)."""
@@ -155,8 +186,44 @@ def _loc(loc: tuple) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
-def _pydantic_lines(exc: ValidationError, prefix: tuple = ()) -> list[str]:
-    lines = []
+def did_you_mean(word: str, choices) -> str:
+    """``"; did you mean 'x'?"`` when a choice is close to ``word``, else ``""``.
+
+    Examples
+    --------
+    >>> did_you_mean("median_raduis", ["median_radius", "numpass"])
+    "; did you mean 'median_radius'?"
+    >>> did_you_mean("zzz", ["median_radius"])
+    ''
+    """
+    import difflib
+
+    # Case is the commonest slip ('FA' for 'fa'): compare without it.
+    by_lower = {str(c).lower(): str(c) for c in choices}
+    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1)
+    return f"; did you mean {by_lower[close[0]]!r}?" if close else ""
+
+
+def _model_at(model: type[BaseModel] | None, path: tuple) -> type[BaseModel] | None:
+    """The pydantic model that holds the keys at ``path`` inside ``model``."""
+    import typing
+
+    for part in path:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        candidates = typing.get_args(annotation) or (annotation,)
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)),
+            None,
+        )
+    return model
+
+
+def _pydantic_lines(
+    exc: ValidationError, prefix: tuple = (), model: type[BaseModel] | None = None
+) -> list[str]:
+    lines, meant = [], set()
     for err in exc.errors():
         loc = _loc(prefix + tuple(err["loc"]))
         error = err.get("ctx", {}).get("error")
@@ -165,13 +232,18 @@ def _pydantic_lines(exc: ValidationError, prefix: tuple = ()) -> list[str]:
             continue
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            known = _model_at(model, tuple(err["loc"][:-1]))
+            hint = did_you_mean(err["loc"][-1], known.model_fields) if known else ""
+            msg = f"unknown key{hint}"
+            if hint:
+                meant.add(_loc((*prefix, *err["loc"][:-1], hint.split("'")[1])))
         elif err["type"] == "missing":
             msg = "required key is missing"
         elif "input" in err and not isinstance(err["input"], dict | list):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"{loc}: {msg}")
-    return lines
+    # A misspelt required key is one problem, not two: keep the "did you mean".
+    return [line for line in lines if line.split(": ")[0] not in meant]
 
 
 def _plan_fixed(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str]]:
@@ -179,8 +251,9 @@ def _plan_fixed(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str]]:
     builtins = builtin_steps(cfg.pipeline)
     entries = dict(cfg.steps or {})
     errors = [
-        f"steps.{name}: unknown step; the {cfg.pipeline} pipeline's steps are "
-        f"{', '.join(builtins)} (always all of them, in that order)"
+        f"steps.{name}: unknown step{did_you_mean(name, builtins)} (the "
+        f"{cfg.pipeline} pipeline's steps are {', '.join(builtins)}, always all "
+        "of them, in that order)"
         for name in entries
         if name not in builtins
     ]
@@ -189,59 +262,82 @@ def _plan_fixed(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str]]:
         try:
             params = step.params(**(entries.get(name) or {})).model_dump()
         except ValidationError as exc:
-            errors.extend(_pydantic_lines(exc, ("steps", name)))
+            errors.extend(_pydantic_lines(exc, ("steps", name), step.params))
             continue
         plan.append(PlannedStep(name, step, params, {}))
     return plan, errors
 
 
-def _plan_steps(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str]]:
+def _rejected_outputs(name: str, entry: dict, builtins: dict[str, Step]) -> set:
+    """What a step rejected by validation would have made: later steps and
+    exports may still name it, and must not be reported as errors too."""
+    if "function" in entry:
+        outputs = entry.get("outputs")
+        return set(outputs) if isinstance(outputs, list) else {name}
+    import difflib
+
+    meant = difflib.get_close_matches(name, list(builtins), n=1)
+    return set(builtins[meant[0]].outputs) if meant else {name}
+
+
+def _plan_steps(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str], set]:
+    """The planned steps, one line per problem, and the outputs of rejected steps."""
     if cfg.pipeline not in PIPELINE_INPUTS:
-        return _plan_fixed(cfg)
+        return (*_plan_fixed(cfg), set())
     builtins = builtin_steps(cfg.pipeline)
     entries = cfg.steps if cfg.steps is not None else dict.fromkeys(builtins)
     available = set(PIPELINE_INPUTS[cfg.pipeline])
-    plan, errors = [], []
+    plan, errors, rejected = [], [], set()
     for name, raw in entries.items():
         entry = dict(raw or {})
         where = f"steps.{name}"
         inputs = entry.pop("inputs", None) or {}
+        problems: list[str] = []
         if not isinstance(inputs, dict):
-            errors.append(f"{where}.inputs: expected a mapping of parameter: result")
-            continue
-        try:
-            if "function" in entry:
-                extra = set(entry) - {"function", "params", "outputs"}
-                if extra:
-                    raise ConfigError(
-                        f"unknown key {sorted(extra)[0]!r} (a step of "
-                        "your own takes function, params, inputs, "
-                        "outputs)"
-                    )
-                func = load_function(str(entry["function"]))
-                outputs = tuple(entry.get("outputs") or (name,))
-                step = Step(name, func, outputs)
-                params = dict(entry.get("params") or {})
-            elif name in builtins:
-                step = builtins[name]
-                try:
-                    params = step.params(**entry).model_dump() if step.params else {}
-                except ValidationError as exc:
-                    errors.extend(_pydantic_lines(exc, ("steps", name)))
-                    continue
-            else:
-                raise ConfigError(
-                    f"unknown step; built-in {cfg.pipeline} steps are "
-                    f"{', '.join(builtins)}, and a step of your own needs "
-                    "'function: module:function'"
-                )
-            resolve_arguments(step, available, params, inputs)
-        except ConfigError as exc:
-            errors.append(f"{where}: {exc}")
+            problems.append(f"{where}.inputs: expected a mapping of parameter: result")
+        else:
+            try:
+                step, params = _step_of(name, entry, builtins, problems)
+                if step is not None:
+                    resolve_arguments(step, available | rejected, params, inputs)
+            except ConfigError as exc:
+                problems.append(f"{where}: {exc}")
+        if problems:
+            errors += problems
+            rejected |= _rejected_outputs(name, entry, builtins)
             continue
         plan.append(PlannedStep(name, step, params, dict(inputs)))
         available |= set(step.outputs)
-    return plan, errors
+    return plan, errors, rejected - available
+
+
+def _step_of(
+    name: str, entry: dict, builtins: dict[str, Step], problems: list[str]
+) -> tuple[Step | None, dict[str, Any]]:
+    """The step a config entry names and its validated parameters; a built-in
+    step's invalid parameters are added to ``problems`` (and no step returned)."""
+    if "function" in entry:
+        extra = set(entry) - {"function", "params", "outputs"}
+        if extra:
+            raise ConfigError(
+                f"unknown key {sorted(extra)[0]!r} (a step of your own takes "
+                "function, params, inputs, outputs)"
+            )
+        func = load_function(str(entry["function"]))
+        outputs = tuple(entry.get("outputs") or (name,))
+        return Step(name, func, outputs), dict(entry.get("params") or {})
+    if name not in builtins:
+        raise ConfigError(
+            f"unknown step{did_you_mean(name, builtins)} (built-in steps: "
+            f"{', '.join(builtins)}; a step of your own needs "
+            "'function: module:function')"
+        )
+    step = builtins[name]
+    try:
+        return step, step.params(**entry).model_dump() if step.params else {}
+    except ValidationError as exc:
+        problems.extend(_pydantic_lines(exc, ("steps", name), step.params))
+        return None, {}
 
 
 def load_config(
@@ -304,18 +400,18 @@ def load_config(
     try:
         cfg = PipelineConfig(**raw)
     except ValidationError as exc:
-        raise ConfigError(
-            "\n".join(f"{origin}: {line}" for line in _pydantic_lines(exc))
-        ) from None
-    plan, errors = _plan_steps(cfg)
+        lines = _pydantic_lines(exc, model=PipelineConfig)
+        raise ConfigError("\n".join(f"{origin}: {line}" for line in lines)) from None
+    plan, errors, rejected = _plan_steps(cfg)
     outputs = {o for s in plan for o in s.step.outputs}
     errors += [
-        f"export: {name!r} is not a result of the steps "
-        f"(results: {', '.join(sorted(outputs))})"
+        f"export: {name!r} is not a result of the steps"
+        f"{did_you_mean(name, outputs)} (results: {', '.join(sorted(outputs))})"
         for name in cfg.export
-        if name not in outputs
+        if name not in outputs | rejected
     ]
     if errors:
         raise ConfigError("\n".join(f"{origin}: {line}" for line in errors))
     cfg._plan = plan
+    cfg._origin = origin
     return cfg

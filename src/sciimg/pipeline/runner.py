@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sciimg._version import __version__
+from sciimg.errors import OutputError, ReportError, RunInterrupted
 from sciimg.io import (
     Image,
     Subject,
@@ -41,6 +43,8 @@ from sciimg.pipeline.steps import resolve_arguments
 
 __all__ = ["RunReport", "SubjectResult", "run_pipeline"]
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class RunReport:
@@ -60,10 +64,10 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return all(s.status != "failed" for s in self.subjects)
+        return all(s.status in ("done", "skipped") for s in self.subjects)
 
     def counts(self) -> dict[str, int]:
-        out = {"done": 0, "skipped": 0, "failed": 0}
+        out = {"done": 0, "skipped": 0, "failed": 0, "interrupted": 0}
         for s in self.subjects:
             out[s.status] += 1
         return out
@@ -234,6 +238,41 @@ def _clear_stale(output: Path) -> None:
         remove(tmp)
 
 
+def prepare_output(output: Path) -> Path:
+    """Create the output folder and check that it can be written.
+
+    Raises
+    ------
+    OutputError
+        The folder cannot be created or written, named with the reason.
+    """
+    import tempfile
+
+    output = Path(output)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(output, f"cannot write there ({reason})") from exc
+    _clear_stale(output)
+    return output
+
+
+def mark_interrupted(
+    jobs: list[_Job], results: dict[str, SubjectResult], items: list[tuple[str, str]]
+) -> None:
+    """After Ctrl-C: remove the unfinished stores and mark every item that has no
+    result yet as ``interrupted``. Call it once the cluster has stopped, so that
+    no worker writes into a store after it is removed."""
+    for job in jobs:
+        if job.id not in results:
+            job.writer.abort()
+    for item, kind in items:
+        results.setdefault(item, SubjectResult(item, "interrupted", kind=kind))
+
+
 def run_pipeline(
     cfg: PipelineConfig,
     *,
@@ -260,7 +299,23 @@ def run_pipeline(
     Returns
     -------
     RunReport
-        Also saved as ``<output>/run.json``.
+        Also saved as ``<output>/run.json``. An item that failed is in it with its
+        error; the others are not affected.
+
+    Raises
+    ------
+    ConfigError, InputError
+        Before anything is written: ``input.path`` does not exist or holds no
+        items, ``output`` is a file.
+    OutputError
+        The output folder cannot be created or written.
+    ClusterError
+        The cluster could not be reached or started.
+    RunInterrupted
+        On Ctrl-C, once the unfinished stores are removed and ``run.json`` says
+        which items were ``interrupted``; its ``report`` is that record.
+    ReportError
+        ``run.json`` could not be written (the items' stores are).
 
     Examples
     --------
@@ -275,42 +330,58 @@ def run_pipeline(
 
         return run_astro(cfg, force=force, client=client, progress=progress, log=log)
     t0, started = time.perf_counter(), datetime.now(UTC)
-    output = Path(cfg.output)
-    output.mkdir(parents=True, exist_ok=True)
-    _clear_stale(output)
+    cfg.check_paths()
+    # Everything that can be wrong with the input is said before the output
+    # folder (and the previous run's record) is touched.
+    subjects = discover_subjects(cfg.input.path)
+    output = prepare_output(cfg.output)
     results: dict[str, SubjectResult] = {}
     jobs: list[_Job] = []
-    for subject in discover_subjects(cfg.input.path):
-        store = output / f"{subject.id}.zarr"
-        try:
-            fingerprint = _subject_fingerprint(cfg, subject)
-            attrs = store_attrs(store) if store.is_dir() and not force else {}
-            if attrs.get("fingerprint") == fingerprint:
-                results[subject.id] = SubjectResult(
-                    subject.id,
-                    "skipped",
-                    attrs.get("seconds"),
-                    store=store.name,
-                    exports=_export(cfg, subject.id, store),
-                    steps=attrs.get("timings", {}),
-                )
-                continue
-            jobs.append(_build(cfg, subject, fingerprint))
-        except Exception as exc:  # one bad subject must not stop the others
-            results[subject.id] = SubjectResult(
-                subject.id, "failed", error=_one_line(exc)
-            )
     cluster_info: dict[str, Any] = {}
-    if jobs:
-        if client is None:
+    try:
+        for subject in subjects:
+            _plan_subject(cfg, subject, force, jobs, results)
+        if jobs and client is None:
             with connect(cfg.cluster, log) as own:
                 cluster_info = {
                     "kind": cfg.cluster.kind,
                     **compute_jobs(jobs, own, results, progress, log),
                 }
-        else:
+        elif jobs:
             cluster_info = compute_jobs(jobs, client, results, progress, log)
+    except KeyboardInterrupt:
+        mark_interrupted(jobs, results, [(s.id, "subject") for s in subjects])
+        report = write_report(cfg, output, t0, started, cluster_info, results)
+        raise RunInterrupted(report) from None
     return write_report(cfg, output, t0, started, cluster_info, results)
+
+
+def _plan_subject(
+    cfg: PipelineConfig,
+    subject: Subject,
+    force: bool,
+    jobs: list[_Job],
+    results: dict[str, SubjectResult],
+) -> None:
+    """Skip a subject whose store is current, or add its job; a subject that
+    cannot even be planned fails alone."""
+    store = Path(cfg.output) / f"{subject.id}.zarr"
+    try:
+        fingerprint = _subject_fingerprint(cfg, subject)
+        attrs = store_attrs(store) if store.is_dir() and not force else {}
+        if attrs.get("fingerprint") == fingerprint:
+            results[subject.id] = SubjectResult(
+                subject.id,
+                "skipped",
+                store=store.name,
+                exports=_export(cfg, subject.id, store),
+                steps=attrs.get("timings", {}),
+            )
+            return
+        jobs.append(_build(cfg, subject, fingerprint))
+    except Exception as exc:  # one bad subject must not stop the others
+        results[subject.id] = SubjectResult(subject.id, "failed", error=_one_line(exc))
+        logger.error("%s: failed: %s", subject.id, exc, exc_info=exc)
 
 
 def write_report(
@@ -337,6 +408,11 @@ def write_report(
         subjects=[results[k] for k in sorted(results)],
         summary=dict(summary or {}),
     )
-    with atomic_path(output / "run.json") as tmp:
-        tmp.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
+    path = output / "run.json"
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ReportError(path, f"cannot be written ({reason})") from exc
     return report
