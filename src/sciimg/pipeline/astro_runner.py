@@ -399,7 +399,8 @@ def run_astro(
         else:
             cluster_info = phase_two(client)
     except KeyboardInterrupt:
-        mark_interrupted([*jobs, *patch_jobs], results, items)
+        folders = [output, calexp_root, coadd_root, output / "catalogs", output / "qc"]
+        mark_interrupted([*jobs, *patch_jobs], results, items, folders)
         report = write_report(cfg, output, t0, started, cluster_info, results, summary)
         raise RunInterrupted(report) from None
     return write_report(cfg, output, t0, started, cluster_info, results, summary)

@@ -261,7 +261,10 @@ def prepare_output(output: Path) -> Path:
 
 
 def mark_interrupted(
-    jobs: list[_Job], results: dict[str, SubjectResult], items: list[tuple[str, str]]
+    jobs: list[_Job],
+    results: dict[str, SubjectResult],
+    items: list[tuple[str, str]],
+    folders: list[Path],
 ) -> None:
     """After Ctrl-C: remove the unfinished stores and mark every item that has no
     result yet as ``interrupted``. Call it once the cluster has stopped, so that
@@ -269,6 +272,9 @@ def mark_interrupted(
     for job in jobs:
         if job.id not in results:
             job.writer.abort()
+    # A store whose graph was being built when Ctrl-C came has no job yet.
+    for folder in folders:
+        _clear_stale(folder)
     for item, kind in items:
         results.setdefault(item, SubjectResult(item, "interrupted", kind=kind))
 
@@ -340,7 +346,7 @@ def run_pipeline(
     cluster_info: dict[str, Any] = {}
     try:
         for subject in subjects:
-            _plan_subject(cfg, subject, force, jobs, results)
+            _plan_subject(cfg, subject, force, jobs, results, log)
         if jobs and client is None:
             with connect(cfg.cluster, log) as own:
                 cluster_info = {
@@ -350,7 +356,7 @@ def run_pipeline(
         elif jobs:
             cluster_info = compute_jobs(jobs, client, results, progress, log)
     except KeyboardInterrupt:
-        mark_interrupted(jobs, results, [(s.id, "subject") for s in subjects])
+        mark_interrupted(jobs, results, [(s.id, "subject") for s in subjects], [output])
         report = write_report(cfg, output, t0, started, cluster_info, results)
         raise RunInterrupted(report) from None
     return write_report(cfg, output, t0, started, cluster_info, results)
@@ -362,6 +368,7 @@ def _plan_subject(
     force: bool,
     jobs: list[_Job],
     results: dict[str, SubjectResult],
+    log,
 ) -> None:
     """Skip a subject whose store is current, or add its job; a subject that
     cannot even be planned fails alone."""
@@ -381,7 +388,8 @@ def _plan_subject(
         jobs.append(_build(cfg, subject, fingerprint))
     except Exception as exc:  # one bad subject must not stop the others
         results[subject.id] = SubjectResult(subject.id, "failed", error=_one_line(exc))
-        logger.error("%s: failed: %s", subject.id, exc, exc_info=exc)
+        log(f"{subject.id}: failed: {results[subject.id].error}")
+        logger.error("%s: failed", subject.id, exc_info=exc)
 
 
 def write_report(

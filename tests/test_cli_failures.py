@@ -1,0 +1,250 @@
+"""What a user sees when a run goes wrong: one line on stderr, a status that says
+what happened, the details in the run's log, and the previous record untouched
+when nothing ran. Each case is the real ``sciimg`` command on real files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import run_sciimg
+
+STEPS = {
+    "mask": {"median_radius": 1, "numpass": 1, "dilate": 1},
+    "denoise": {"method": "classic"},
+    "dti": {},
+}
+CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "2GB"}
+
+
+def _config(where: Path, data: Path, output: Path, **changes) -> Path:
+    raw = {
+        "pipeline": "neuro",
+        "input": {"path": str(data)},
+        "output": str(output),
+        "steps": STEPS,
+        "export": ["fa"],
+        "cluster": CLUSTER,
+        **changes,
+    }
+    path = where / "run.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _one_line(run: subprocess.CompletedProcess) -> str:
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("neuro") / "data"
+    made = run_sciimg(
+        "synth", "neuro", root, "--subjects", 2, "--shape", 14, 14, 8,
+        "--directions", 6,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def previous(tmp_path_factory, data) -> Path:
+    """An output folder with a finished run in it."""
+    where = tmp_path_factory.mktemp("previous")
+    run = run_sciimg("run", _config(where, data, where / "out"), "--no-progress")
+    assert run.returncode == 0, run.stdout + run.stderr
+    return where / "out"
+
+
+def _record(output: Path) -> bytes:
+    return (output / "run.json").read_bytes()
+
+
+def test_missing_input_path_is_a_config_error(tmp_path, data, previous):
+    before = _record(previous)
+    cfg = _config(tmp_path, tmp_path / "nosuch", previous)
+    run = run_sciimg("run", cfg)
+    assert run.returncode == 2
+    line = _one_line(run)
+    assert "input.path" in line and "nosuch does not exist" in line
+    assert _record(previous) == before
+
+
+def test_a_typo_is_one_error_with_a_suggestion(tmp_path, data, previous):
+    before = _record(previous)
+    steps = {**STEPS, "mask": {"median_raduis": 1}}
+    cfg = _config(tmp_path, data, previous, steps=steps, export=["fa", "mask"])
+    run = run_sciimg("run", cfg)
+    assert run.returncode == 2
+    line = _one_line(run)
+    assert "steps.mask.median_raduis: unknown key; did you mean 'median_radius'?" in (
+        line
+    )
+    assert _record(previous) == before
+
+
+def test_output_that_is_a_file(tmp_path, data):
+    (tmp_path / "out").write_text("not a folder")
+    run = run_sciimg("run", _config(tmp_path, data, tmp_path / "out" / "neuro"))
+    assert run.returncode == 2
+    line = _one_line(run)
+    assert "output:" in line and "out is a file, not a folder" in line
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path):
+    """``folder`` made unwritable; as root only an immutable flag does that."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    if shutil.which("chattr") is None:
+        pytest.skip("root, and no chattr to make a folder read-only")
+    made = subprocess.run(["chattr", "+i", folder], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i is not supported here: {made.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", folder], check=True)
+
+
+def test_read_only_output_folder(tmp_path, data, previous):
+    before = _record(previous)
+    with _read_only(previous):
+        run = run_sciimg("run", _config(tmp_path, data, previous), "--force")
+    assert run.returncode == 2, run.stdout + run.stderr
+    line = _one_line(run)
+    assert str(previous) in line and "cannot write there" in line
+    assert _record(previous) == before
+
+
+def test_unreachable_scheduler(tmp_path, data, previous):
+    before = _record(previous)
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+    cfg = _config(tmp_path, data, previous)
+    run = run_sciimg("run", cfg, "--scheduler", "tcp://127.0.0.1:9", "--force", env=env)
+    assert run.returncode == 2
+    line = _one_line(run)
+    assert "no Dask scheduler answers at tcp://127.0.0.1:9" in line
+    assert _record(previous) == before
+
+
+@pytest.fixture
+def run_json_locked(previous):
+    """run.json that cannot be replaced (an immutable file)."""
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        pytest.skip("needs root and chattr to make one file unwritable")
+    record = previous / "run.json"
+    made = subprocess.run(["chattr", "+i", record], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i is not supported here: {made.stderr.strip()}")
+    yield record
+    subprocess.run(["chattr", "-i", record], check=True)
+
+
+def test_run_json_that_cannot_be_written(tmp_path, data, previous, run_json_locked):
+    before = run_json_locked.read_bytes()
+    run = run_sciimg("run", _config(tmp_path, data, previous), "--force")
+    assert run.returncode == 1
+    line = _one_line(run)
+    assert "run.json: cannot be written" in line
+    log = Path(line.rsplit("traceback in ", 1)[1].rstrip(")"))
+    assert "Traceback" in log.read_text() and log.parent == previous / "logs"
+    assert run_json_locked.read_bytes() == before
+
+
+def test_damaged_file_fails_alone_without_dask_noise(tmp_path, data):
+    """A file damaged inside its voxels fails on a worker: sciimg's line on the
+    console, distributed's "Compute Failed" block only in the log."""
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    series = copy / "sub-02" / "dwi" / "sub-02_dwi.nii.gz"
+    raw = bytearray(series.read_bytes())
+    middle = len(raw) // 2  # the header and the gzip trailer stay intact
+    raw[middle : middle + 256] = bytes(256)
+    series.write_bytes(bytes(raw))
+    out = tmp_path / "out"
+    run = run_sciimg("run", _config(tmp_path, copy, out), "--no-progress")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stderr == ""
+    assert "sub-02: failed" in run.stdout
+    assert "1 done, 0 skipped, 1 failed" in run.stdout
+    assert "Compute Failed" not in run.stdout and "Traceback" not in run.stdout
+    log = next((out / "logs").glob("run-*.log")).read_text()
+    assert "sub-02: failed" in log and "Traceback" in log
+    assert str(out / "logs") in run.stdout  # the summary says where the log is
+
+
+def test_verbose_shows_the_traceback(tmp_path, data):
+    steps = {**STEPS, "boom": {"function": "tests.pipeline.udfs:explode"}}
+    cfg = _config(tmp_path, data, tmp_path / "out", steps=steps)
+    run = run_sciimg("run", cfg, "--no-progress", "--verbose")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" in run.stderr and "negative signal" in run.stderr
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+#: When to press Ctrl-C: while the graphs are built (a store folder exists), or
+#: once the workers write (a chunk of a store exists).
+MOMENTS = {"building": ".sub-*.zarr.tmp-*", "computing": ".sub-*.zarr.tmp-*/*/0/c/*"}
+
+
+@pytest.mark.parametrize("moment", sorted(MOMENTS))
+def test_ctrl_c_stops_in_order_and_a_rerun_completes(tmp_path, data, moment):
+    """SIGINT to the whole process group, as Ctrl-C in a terminal sends it."""
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, data, out)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sciimg", "run", str(cfg), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        started = _wait_for(lambda: any(out.glob(MOMENTS[moment])), 120)
+        assert started, "the run never started writing"
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stdout + stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: "), stderr
+    assert lines[0].endswith("not finished; rerun to continue")
+    assert "Traceback" not in stdout + stderr
+    report = json.loads((out / "run.json").read_text())
+    statuses = {s["id"]: s["status"] for s in report["subjects"]}
+    assert "interrupted" in statuses.values()
+    assert set(statuses.values()) <= {"done", "interrupted"}
+    assert not list(out.glob(".*.tmp-*"))  # no unfinished store is left
+    again = run_sciimg("run", cfg, "--no-progress")
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = json.loads((out / "run.json").read_text())
+    assert {s["status"] for s in report["subjects"]} <= {"done", "skipped"}
