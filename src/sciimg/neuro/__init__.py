@@ -4,6 +4,16 @@ Each function takes and returns dask arrays (no I/O, no cluster) and matches dip
 given the same parameters.
 """
 
+import contextlib
+import warnings
+
+# dipy imports tqdm.auto, which in a Jupyter kernel without ipywidgets warns
+# "IProgress not found" and falls back to text bars. sciimg shows no dipy
+# progress bars, so the fallback is taken here once, quietly.
+with warnings.catch_warnings(), contextlib.suppress(ImportError):
+    warnings.simplefilter("ignore")
+    import tqdm.auto  # noqa: F401
+
 from sciimg.neuro._b0 import b0_indices, mean_b0
 from sciimg.neuro._denoise import estimate_sigma, nlmeans
 from sciimg.neuro._dti import DTI_MAPS, fit_dti, tensor_maps
