@@ -1,6 +1,7 @@
 """Readers, writers and stores: files in, lazy images with geometry out."""
 
 from sciimg.io._atomic import atomic_path
+from sciimg.io._catalog import catalog_format, read_catalog, write_catalog
 from sciimg.io._chunks import chunk_budget, chunks_for
 from sciimg.io._discover import Subject, discover_exposures, discover_subjects
 from sciimg.io._dwi import open_dwi
@@ -31,6 +32,7 @@ __all__ = [
     "Subject",
     "ZarrStoreWriter",
     "atomic_path",
+    "catalog_format",
     "chunk_budget",
     "chunks_for",
     "discover_exposures",
@@ -48,10 +50,12 @@ __all__ = [
     "open_image",
     "open_nifti",
     "open_zarr",
+    "read_catalog",
     "read_gradients",
     "register_reader",
     "store_attrs",
     "wcs_from_attrs",
+    "write_catalog",
     "write_nifti",
     "write_zarr",
 ]
