@@ -96,10 +96,11 @@ def run(
     out.print(table)
     counts = report.counts()
     if "sources" in report.summary:
-        out.print(
-            f"{report.summary['sources']} sources in "
-            f"{Path(report.output) / 'catalog.parquet'}"
-        )
+        catalog = Path(report.output) / "catalog.parquet"
+        # Name the catalog only if this run wrote one.
+        written = "catalog.parquet" in report.summary.get("catalog", ())
+        where = f"in {catalog}" if written and catalog.is_file() else "(no catalog)"
+        out.print(f"{report.summary['sources']} sources {where}", soft_wrap=True)
     out.print(
         f"{counts['done']} done, {counts['skipped']} skipped, "
         f"{counts['failed']} failed in {report.wall_seconds:.1f} s; "
