@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ConfigError", "InputError"]
+__all__ = ["ConfigError", "FolderNotEmptyError", "InputError"]
 
 
 class InputError(ValueError):
@@ -34,3 +34,27 @@ class InputError(ValueError):
 
 class ConfigError(ValueError):
     """A pipeline configuration is invalid; the message names the key."""
+
+
+class FolderNotEmptyError(FileExistsError):
+    """An output folder holds files already, and overwriting was not asked for.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder.
+
+    Examples
+    --------
+    >>> str(FolderNotEmptyError("data/astro"))
+    'data/astro: is not empty; pass overwrite=True to write there'
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        super().__init__(
+            f"{self.path}: is not empty; pass overwrite=True to write there"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.path,))
