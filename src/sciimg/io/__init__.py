@@ -6,7 +6,14 @@ from sciimg.io._chunks import chunk_budget, chunks_for
 from sciimg.io._discover import Subject, discover_exposures, discover_subjects
 from sciimg.io._dwi import open_dwi
 from sciimg.io._exposure import DEFAULT_MASK_BITS, Exposure, open_exposure
-from sciimg.io._fits import open_fits, open_fits_images, wcs_from_attrs
+from sciimg.io._fits import (
+    describe_wcs,
+    fits_stem,
+    is_fits,
+    open_fits,
+    open_fits_images,
+    wcs_from_attrs,
+)
 from sciimg.io._gradients import (
     find_gradient_files,
     image_stem,
@@ -16,6 +23,7 @@ from sciimg.io._gradients import (
 from sciimg.io._image import Image
 from sciimg.io._nifti import open_nifti, write_nifti
 from sciimg.io._registry import list_readers, open_image, register_reader
+from sciimg.io._stores import ingest_files, is_zarr_store, store_members
 from sciimg.io._zarr import (
     ZarrStoreWriter,
     image_names,
@@ -35,11 +43,16 @@ __all__ = [
     "catalog_format",
     "chunk_budget",
     "chunks_for",
+    "describe_wcs",
     "discover_exposures",
     "discover_subjects",
     "find_gradient_files",
+    "fits_stem",
     "image_names",
     "image_stem",
+    "ingest_files",
+    "is_fits",
+    "is_zarr_store",
     "iter_images",
     "list_readers",
     "make_gtab",
@@ -54,6 +67,7 @@ __all__ = [
     "read_gradients",
     "register_reader",
     "store_attrs",
+    "store_members",
     "wcs_from_attrs",
     "write_catalog",
     "write_nifti",
