@@ -29,3 +29,37 @@ def run_sciimg(*args, cwd=None, env=None, timeout=400) -> subprocess.CompletedPr
         env=env,
         timeout=timeout,
     )
+
+
+_WITHOUT_PANDAS = '''\
+"""Python as after a plain install of sciimg: pandas cannot be found."""
+import sys
+from importlib.machinery import PathFinder
+
+
+class _WithoutPandas(PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition(".")[0] == "pandas":
+            return None
+        return super().find_spec(name, path, target)
+
+
+sys.meta_path[:] = [_WithoutPandas if f is PathFinder else f for f in sys.meta_path]
+'''
+
+
+def without_pandas(where: Path) -> dict[str, str]:
+    """Environment variables under which Python finds no pandas, as after a plain
+    ``pip install sciimg`` (pandas comes only with the test and bench extras).
+
+    A ``sitecustomize`` module hides it from the import system, so that
+    ``import pandas`` fails and ``importlib.util.find_spec("pandas")`` is None,
+    which is what astropy and pyarrow check."""
+    import os
+
+    folder = where / "without-pandas"
+    folder.mkdir(exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_WITHOUT_PANDAS)
+    paths = [str(folder), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}

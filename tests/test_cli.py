@@ -1,6 +1,7 @@
 """The ``sciimg`` command as a user runs it: a real process, a real cluster."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from dipy.segment.mask import median_otsu
 
 from sciimg.io import open_dwi, open_zarr
 from sciimg.neuro import b0_indices
+from tests.helpers import run_sciimg
 
 SCIIMG = [sys.executable, "-m", "sciimg"]
 CLUSTER = {
@@ -70,6 +72,21 @@ def test_real_dipy_data_through_cli(tmp_path, small_64d):
     np.testing.assert_allclose(open_zarr(store, "fa").data.compute(), fa, atol=1e-5)
     exported = nib.load(tmp_path / "out" / "small_64D" / "fa.nii.gz")
     np.testing.assert_array_equal(exported.affine, dwi.affine)
+    info = run_sciimg("info", store)
+    assert info.returncode == 0, info.stderr
+    assert info.stdout.startswith(f"{store}: Zarr store, sciimg ")
+    assert "neuro pipeline, subject small_64D" in info.stdout
+    for name in ("denoised", "fa", "mask"):
+        assert re.search(rf"^{name}\s*$", info.stdout, re.M), name
+    # small_64D's affine, in mm and in full: not 4 decimals, no degrees
+    rows = re.findall(r"│\s+((?:-?[\d.]+(?:e-?\d+)?\s+){3}-?[\d.]+)\s+│", info.stdout)
+    np.testing.assert_allclose(
+        np.array([r.split() for r in rows[:4]], dtype=float),
+        dwi.affine,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert "voxel size (mm)" in info.stdout and "arcsec" not in info.stdout
     again = sciimg("run", cfg)
     assert again.returncode == 0 and "0 done, 1 skipped" in again.stdout
     forced = sciimg("run", cfg, "--force")

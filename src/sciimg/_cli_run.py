@@ -154,11 +154,12 @@ def _print_report(report, log_path: Path) -> None:
     out.print()
     out.print(table)
     counts = report.counts()
-    catalog = report.summary.get("catalog")
-    if catalog:
-        out.print(
-            f"{report.summary['sources']} sources in {Path(report.output) / catalog[0]}"
-        )
+    if "sources" in report.summary:
+        # Name the catalog only if this run wrote one.
+        catalog = Path(report.output) / "catalog.parquet"
+        written = "catalog.parquet" in report.summary.get("catalog", ())
+        where = f"in {catalog}" if written and catalog.is_file() else "(no catalog)"
+        out.print(f"{report.summary['sources']} sources {where}", soft_wrap=True)
     details = f"details in {Path(report.output) / 'run.json'}"
     if counts["failed"]:
         details += f", tracebacks in {log_path}"

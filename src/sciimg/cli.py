@@ -11,6 +11,7 @@ from rich.table import Table
 
 from sciimg._cli_cluster import jobscript
 from sciimg._cli_run import run
+from sciimg._cli_files import info, ingest, main_options, synth_astro, synth_neuro
 from sciimg._console import fail as _fail
 from sciimg._console import out
 from sciimg.errors import InputError
@@ -21,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.callback()(main_options)  # --version
 synth_app = typer.Typer(
     help="Write synthetic datasets with ground truth.", no_args_is_help=True
 )
@@ -31,184 +33,10 @@ app.command()(run)
 app.command()(jobscript)  # after run, so --help lists them in that order
 
 
-@synth_app.command("neuro")
-def synth_neuro(
-    out_dir: Annotated[Path, typer.Argument(help="Dataset folder to write (BIDS).")],
-    subjects: Annotated[int, typer.Option(min=1)] = 2,
-    shape: Annotated[tuple[int, int, int], typer.Option(help="Volume shape X Y Z.")] = (
-        32,
-        32,
-        20,
-    ),
-    seed: Annotated[int, typer.Option()] = 0,
-    snr: Annotated[float, typer.Option(help="White-matter b0 SNR.")] = 20.0,
-    directions: Annotated[
-        int | None,
-        typer.Option(help="Directions per shell (default 10, or 90 with --hcp)."),
-    ] = None,
-    hcp: Annotated[
-        bool, typer.Option(help="HCP size: 145x174x145, 288 volumes, 1.25 mm.")
-    ] = False,
-) -> None:
-    """Write a diffusion-MRI head phantom with ground truth (labels, FA, MD)."""
-    from sciimg.synth import write_neuro_dataset
-
-    paths = write_neuro_dataset(
-        out_dir,
-        subjects=subjects,
-        shape=shape,
-        seed=seed,
-        snr=snr,
-        hcp=hcp,
-        directions=directions,
-    )
-    out.print(
-        f"wrote {len(paths)} subject(s) to {out_dir} "
-        f"(truth in {out_dir / 'derivatives' / 'truth'})"
-    )
-
-
-@synth_app.command("astro")
-def synth_astro(
-    out_dir: Annotated[Path, typer.Argument(help="Survey folder to write.")],
-    visits: Annotated[int, typer.Option(min=1)] = 4,
-    ccds: Annotated[int, typer.Option(min=1, help="CCDs per visit.")] = 4,
-    ccd_shape: Annotated[
-        tuple[int, int], typer.Option(help="CCD shape H W (pixels).")
-    ] = (256, 256),
-    seed: Annotated[int, typer.Option()] = 0,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace an existing survey.")
-    ] = False,
-) -> None:
-    """Write a synthetic sky survey (FITS exposures) with a truth catalog."""
-    from sciimg.synth import write_astro_survey
-
-    try:
-        survey = write_astro_survey(
-            out_dir,
-            visits=visits,
-            ccds=ccds,
-            ccd_shape=tuple(ccd_shape),
-            seed=seed,
-            overwrite=overwrite,
-        )
-    except (ValueError, FileExistsError) as exc:
-        _fail(str(exc))
-    out.print(
-        f"wrote {len(survey.exposures)} exposure(s) of {survey.n_stars} stars and "
-        f"{survey.n_galaxies} galaxies to {out_dir} (truth in {survey.catalog.parent})"
-    )
-
-
-@app.command()
-def ingest(
-    files: Annotated[list[Path], typer.Argument(help="Image files to convert.")],
-    out_store: Annotated[Path, typer.Option("--out", help="Zarr store to write.")],
-    chunk_memory: Annotated[
-        str | None, typer.Option(help="Bytes per chunk, e.g. 64MiB.")
-    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
-) -> None:
-    """Convert image files into one Zarr store (one image group per file).
-
-    A FITS file with several image HDUs (an exposure's IMAGE, MASK, VARIANCE)
-    gives one group per HDU, named by its lowercase EXTNAME.
-    """
-    from sciimg.io import image_stem, open_fits_images, open_image, write_zarr
-    from sciimg.io._fits import fits_stem, is_fits
-
-    if out_store.exists() and not overwrite:
-        _fail(f"{out_store}: exists; use --overwrite to replace it")
-    images = {}
-    try:
-        for f in files:
-            if is_fits(f):
-                found = open_fits_images(f, budget=chunk_memory)
-                if len(found) == 1:
-                    found = {fits_stem(f): next(iter(found.values()))}
-            else:
-                found = {image_stem(f): open_image(f, budget=chunk_memory)}
-            for name, img in found.items():
-                if name in images:
-                    _fail(f"{f}: a second image named {name!r}")
-                images[name] = img
-        write_zarr(out_store, images, budget=chunk_memory)
-    except InputError as exc:
-        _fail(str(exc))
-    out.print(f"wrote {len(images)} image(s) to {out_store}: {', '.join(images)}")
-
-
-def _describe(name: str, img) -> Table:
-    table = Table(title=name, show_header=False)
-    table.add_column("key", style="bold")
-    table.add_column("value", overflow="fold")
-    chunk = tuple(c[0] for c in img.data.chunks)
-    table.add_row("shape", f"{img.shape}  ({', '.join(img.dims)})")
-    table.add_row("dtype", str(img.dtype))
-    table.add_row("chunks", f"{chunk}  ({img.data.npartitions} chunks)")
-    unit = {"arcsecond": "arcsec"}.get(img.attrs.get("space_unit", ""), "mm")
-    label = "pixel size" if unit == "arcsec" else "voxel size"
-    table.add_row(f"{label} ({unit})", ", ".join(f"{z:g}" for z in img.zooms))
-    table.add_row(
-        "affine", "\n".join(" ".join(f"{v:9.4f}" for v in row) for row in img.affine)
-    )
-    if img.gtab is not None:
-        import numpy as np
-
-        shells = ", ".join(f"{b:g}" for b in np.unique(np.round(img.gtab.bvals, -2)))
-        table.add_row(
-            "gradients",
-            f"{len(img.gtab.bvals)} volumes, "
-            f"{int(img.gtab.b0s_mask.sum())} b0; shells {shells}",
-        )
-    if img.source:
-        table.add_row("source", img.source)
-    return table
-
-
-@app.command()
-def info(path: Annotated[Path, typer.Argument(help="A file or Zarr store.")]) -> None:
-    """Describe an image file or a Zarr store: shape, dtype, chunks, geometry."""
-    from sciimg.io import iter_images, open_fits_images, open_image, store_attrs
-    from sciimg.io._fits import describe_wcs, is_fits
-    from sciimg.io._zarr import image_names
-
-    def show(name: str, img) -> None:
-        table = _describe(name, img)
-        if (sky := describe_wcs(img)) is not None:
-            table.add_row("wcs", sky)
-        if "hdu" in img.attrs:  # read from FITS: say which HDU, and what it shows
-            table.add_row("hdu", str(img.attrs["hdu"]))
-            header = img.attrs.get("header") or {}
-            seen = [
-                f"{key} {header[key]}"
-                for key in ("OBJECT", "FILTER", "EXPTIME", "MJD-OBS", "DATE-OBS")
-                if header.get(key) not in (None, "")
-            ]
-            if seen:
-                table.add_row("observation", ", ".join(seen))
-        out.print(table)
-
-    try:
-        if path.is_dir() and (path / "zarr.json").exists() and image_names(path):
-            attrs = store_attrs(path)
-            out.print(
-                f"[bold]{path}[/bold]: Zarr store, sciimg "
-                f"{attrs.get('version', '?')}"
-                + (f", subject {attrs['subject']}" if "subject" in attrs else "")
-            )
-            for name, img in iter_images(path):
-                show(name, img)
-        elif is_fits(path):
-            found = open_fits_images(path)
-            out.print(f"[bold]{path}[/bold]: FITS, {len(found)} image HDU(s)")
-            for name, img in found.items():
-                show(f"{name} ({path.name})" if len(found) > 1 else str(path), img)
-        else:
-            show(str(path), open_image(path))
-    except InputError as exc:
-        _fail(str(exc))
+synth_app.command("neuro")(synth_neuro)
+synth_app.command("astro")(synth_astro)
+app.command()(ingest)
+app.command()(info)
 
 
 def _ints(text: str, option: str) -> list[int]:

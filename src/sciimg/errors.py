@@ -13,6 +13,7 @@ from pathlib import Path
 __all__ = [
     "ClusterError",
     "ConfigError",
+    "FolderNotEmptyError",
     "InputError",
     "OutputError",
     "ReportError",
@@ -96,3 +97,27 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, report) -> None:
         super().__init__("interrupted")
         self.report = report
+
+
+class FolderNotEmptyError(FileExistsError):
+    """An output folder holds files already, and overwriting was not asked for.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder.
+
+    Examples
+    --------
+    >>> str(FolderNotEmptyError("data/astro"))
+    'data/astro: is not empty; pass overwrite=True to write there'
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        super().__init__(
+            f"{self.path}: is not empty; pass overwrite=True to write there"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.path,))

@@ -441,11 +441,13 @@ def test_zarr_round_trip_keeps_data_dtype_wcs(tmp_path):
 
 @pytest.fixture
 def cli(monkeypatch):
-    from sciimg import _console
+    from sciimg import _cli_files, _cli_info, _console
     from sciimg import cli as module
 
     # A wide console, so that no table cell is folded across lines.
-    monkeypatch.setattr(module, "out", Console(width=250))
+    wide = Console(width=250)
+    for printing in (module, _cli_files, _cli_info):
+        monkeypatch.setattr(printing, "out", wide)
     monkeypatch.setattr(_console, "err", Console(width=250, stderr=True))
     runner = CliRunner()
     return lambda *args: runner.invoke(module.app, [str(a) for a in args])
@@ -469,14 +471,16 @@ def test_cli_info_and_ingest_fits(tmp_path, cli):
     store = tmp_path / "exp.zarr"
     run = cli("ingest", path, M13 / "m13_rice.fits", "--out", store)
     assert run.exit_code == 0, run.output
-    assert sorted(image_names(store)) == ["image", "m13_rice", "mask", "variance"]
+    # One entry per file: the exposure a group of its HDUs, m13 an image.
+    assert sorted(image_names(store)) == ["exp", "m13_rice"]
+    assert sorted(image_names(store / "exp")) == ["image", "mask", "variance"]
     for name in ("image", "mask", "variance"):
-        back = open_zarr(store, name)
+        back = open_zarr(store / "exp", name)
         np.testing.assert_array_equal(back.data.compute().T, arrays[name.upper()])
-    again = cli("info", store)
+    again = cli("info", store / "m13_rice")
     assert again.exit_code == 0 and "RA---TAN DEC--TAN (FK5)" in again.output
     twice = cli("ingest", path, path, "--out", tmp_path / "twice.zarr")
-    assert twice.exit_code == 2 and "a second image named 'image'" in twice.output
+    assert twice.exit_code == 2 and "would be stored as 'exp'" in twice.output
     m13 = tmp_path / "m13.fits"
     with fits.open(M13 / "m13.fits") as hdul:
         hdul[0].header.update(FILTER="r", EXPTIME=30.0)

@@ -1,11 +1,19 @@
 """Readers, writers and stores: files in, lazy images with geometry out."""
 
 from sciimg.io._atomic import atomic_path
+from sciimg.io._catalog import catalog_format, read_catalog, write_catalog
 from sciimg.io._chunks import chunk_budget, chunks_for
 from sciimg.io._discover import Subject, discover_exposures, discover_subjects
 from sciimg.io._dwi import open_dwi
 from sciimg.io._exposure import DEFAULT_MASK_BITS, Exposure, open_exposure
-from sciimg.io._fits import open_fits, open_fits_images, wcs_from_attrs
+from sciimg.io._fits import (
+    describe_wcs,
+    fits_stem,
+    is_fits,
+    open_fits,
+    open_fits_images,
+    wcs_from_attrs,
+)
 from sciimg.io._gradients import (
     find_gradient_files,
     image_stem,
@@ -15,6 +23,7 @@ from sciimg.io._gradients import (
 from sciimg.io._image import Image
 from sciimg.io._nifti import open_nifti, write_nifti
 from sciimg.io._registry import list_readers, open_image, register_reader
+from sciimg.io._stores import ingest_files, is_zarr_store, store_members
 from sciimg.io._zarr import (
     ZarrStoreWriter,
     image_names,
@@ -31,13 +40,19 @@ __all__ = [
     "Subject",
     "ZarrStoreWriter",
     "atomic_path",
+    "catalog_format",
     "chunk_budget",
     "chunks_for",
+    "describe_wcs",
     "discover_exposures",
     "discover_subjects",
     "find_gradient_files",
+    "fits_stem",
     "image_names",
     "image_stem",
+    "ingest_files",
+    "is_fits",
+    "is_zarr_store",
     "iter_images",
     "list_readers",
     "make_gtab",
@@ -48,10 +63,13 @@ __all__ = [
     "open_image",
     "open_nifti",
     "open_zarr",
+    "read_catalog",
     "read_gradients",
     "register_reader",
     "store_attrs",
+    "store_members",
     "wcs_from_attrs",
+    "write_catalog",
     "write_nifti",
     "write_zarr",
 ]

@@ -33,10 +33,12 @@ from sciimg.io import (
     Image,
     ZarrStoreWriter,
     discover_exposures,
+    read_catalog,
     store_attrs,
     wcs_from_attrs,
+    write_catalog,
 )
-from sciimg.io._atomic import atomic_path, remove
+from sciimg.io._atomic import remove
 from sciimg.pipeline._jobs import SubjectResult, _Job, _one_line, compute_jobs
 from sciimg.pipeline.config import PipelineConfig
 from sciimg.pipeline.runner import (
@@ -225,16 +227,12 @@ def _common_bits(sources) -> dict[str, int] | None:
 
 
 def _write_table(table, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        table.write(tmp, format="parquet" if path.suffix == ".parquet" else "fits")
-    return path
+    return write_catalog(table, path)
 
 
 def _read_table(path: Path):
-    from astropy.table import Table
-
-    return Table.read(path, format="parquet")
+    # Not astropy's Parquet reader: it needs pandas, which sciimg does not.
+    return read_catalog(path)
 
 
 def run_astro(

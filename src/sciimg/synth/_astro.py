@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sciimg.synth._folder import check_output_folder
 from sciimg.synth._sky import (
     MASK_BITS,
     _ccd_centres,
@@ -281,12 +282,7 @@ def write_astro_survey(
     if gain <= 0 or read_noise < 0:
         msg = f"need gain > 0 and read_noise >= 0, got {gain} and {read_noise}"
         raise ValueError(msg)
-    if out.exists() and not out.is_dir():
-        msg = f"{out} exists and is not a folder"
-        raise FileExistsError(msg)
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        msg = f"{out} is not empty; pass overwrite=True to write the survey there"
-        raise FileExistsError(msg)
+    check_output_folder(out, overwrite)
     opts = {
         "psf_fwhm_range": psf_fwhm_range,
         "magzero_range": magzero_range,

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sciimg.synth._folder import check_output_folder
+
 __all__ = ["LABELS", "NeuroPhantom", "make_neuro_phantom", "write_neuro_dataset"]
+
+_SUBJECT = re.compile(r"sub-\d+")
 
 #: Labels of the phantom: tissues, and white matter split by fibre orientation so
 #: that each label is a region of one noiseless signal.
@@ -168,6 +174,7 @@ def write_neuro_dataset(
     snr: float = 20.0,
     hcp: bool = False,
     directions: int | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write phantom subjects as a BIDS dataset, with ground truth beside it.
 
@@ -180,7 +187,7 @@ def write_neuro_dataset(
     Parameters
     ----------
     out : str or Path
-        Dataset folder (created).
+        Dataset folder; created, and it must be empty unless ``overwrite``.
     subjects : int
         Number of subjects; subject ``i`` uses seed ``seed + i``.
     shape : tuple of int
@@ -194,11 +201,19 @@ def write_neuro_dataset(
         (288 volumes), 1.25 mm voxels. Default: 10 directions per shell.
     directions : int, optional
         Directions per shell, overriding the above.
+    overwrite : bool
+        Write into a non-empty ``out``, replacing files and removing subjects
+        of an earlier dataset that this one does not have.
 
     Returns
     -------
     list of Path
         The diffusion series written.
+
+    Raises
+    ------
+    FolderNotEmptyError
+        ``out`` holds files and ``overwrite`` is false.
 
     Examples
     --------
@@ -212,6 +227,7 @@ def write_neuro_dataset(
     from sciimg.synth._gradients import multishell_gtab
 
     out = Path(out)
+    check_output_folder(out, overwrite)
     if hcp and tuple(shape) == (32, 32, 20):
         shape = (145, 174, 145)
     ndir = directions or (90 if hcp else 10)
@@ -251,4 +267,13 @@ def write_neuro_dataset(
             json.dumps({"sigma": ph.sigma, "snr": snr, "labels": LABELS}, indent=2)
         )
         written.append(dwi)
+    _remove_stale(out, {p.parent.parent.name for p in written})
     return written
+
+
+def _remove_stale(out: Path, kept: set[str]) -> None:
+    """Drop subjects of an earlier dataset that this one did not rewrite."""
+    for folder in (out, out / "derivatives" / "truth"):
+        for sub in sorted(folder.glob("sub-*")):
+            if _SUBJECT.fullmatch(sub.name) and sub.is_dir() and sub.name not in kept:
+                shutil.rmtree(sub)
