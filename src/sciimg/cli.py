@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from sciimg._cli_cluster import jobscript
-from sciimg._cli_run import run
 from sciimg._cli_files import info, ingest, main_options, synth_astro, synth_neuro
+from sciimg._cli_run import run
 from sciimg._console import fail as _fail
 from sciimg._console import out
-from sciimg.errors import InputError
 
 app = typer.Typer(
     help="Scientific image pipelines on Dask.",
