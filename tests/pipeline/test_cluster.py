@@ -103,7 +103,8 @@ def _directives(script, prefix):
     ]
 
 
-def test_slurm_scripts():
+def test_slurm_scripts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # dask-jobqueue creates the log folder
     cfg = ClusterConfig(
         kind="slurm",
         cores=4,
