@@ -248,3 +248,52 @@ def test_ctrl_c_stops_in_order_and_a_rerun_completes(tmp_path, data, moment):
     assert again.returncode == 0, again.stdout + again.stderr
     report = json.loads((out / "run.json").read_text())
     assert {s["status"] for s in report["subjects"]} <= {"done", "skipped"}
+
+
+def test_ctrl_c_during_coaddition(tmp_path):
+    """The astronomy run: calibrated exposures are kept, patches not finished are
+    marked interrupted, and a rerun completes them from the kept exposures."""
+    made = run_sciimg(
+        "synth", "astro", tmp_path / "data", "--visits", 2, "--ccds", 1,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "out"
+    cfg = tmp_path / "astro.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "pipeline": "astro",
+                "input": {"path": str(tmp_path / "data")},
+                "output": str(out),
+                "steps": {"skymap": {"patch_size": 150, "border": 15}},
+                "cluster": CLUSTER,
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sciimg", "run", str(cfg), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        started = _wait_for(lambda: any(out.glob("coadd.zarr/.patch-*.tmp-*")), 120)
+        assert started, "the run never reached the coadds"
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stdout + stderr
+    assert len(stderr.splitlines()) == 1 and stderr.startswith("interrupted: ")
+    report = json.loads((out / "run.json").read_text())
+    kinds = {(s["kind"], s["status"]) for s in report["subjects"]}
+    assert ("exposure", "done") in kinds and ("patch", "interrupted") in kinds
+    assert not list(out.rglob(".*.tmp-*"))
+    again = run_sciimg("run", cfg, "--no-progress")
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = json.loads((out / "run.json").read_text())
+    statuses = {(s["kind"], s["status"]) for s in report["subjects"]}
+    assert statuses == {("exposure", "skipped"), ("patch", "done")}
+    assert (out / "catalog.parquet").is_file() and list(out.glob("qc/*.png"))
