@@ -5,8 +5,10 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-out = Console()
-err = Console(stderr=True)
+# Lines are never folded: paths stay whole and a message stays one line, in a
+# terminal or a log file alike (tables still fit the width).
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> None:
