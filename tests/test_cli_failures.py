@@ -200,6 +200,26 @@ def test_verbose_shows_the_traceback(tmp_path, data):
     assert "Traceback" in run.stderr and "negative signal" in run.stderr
 
 
+def test_dying_worker_is_one_line_per_item(tmp_path, data):
+    """A worker process that dies (as one killed for memory does): one line per
+    item on the console; distributed's tracebacks and warnings only in the log."""
+    steps = {
+        "mask": STEPS["mask"],
+        "crash": {"function": "tests.pipeline.udfs:crash_worker"},
+    }
+    cfg = _config(tmp_path, data, tmp_path / "out", steps=steps, export=[])
+    # Give up at the first death, not the third, to keep the test short.
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    run = run_sciimg("run", cfg, "--no-progress", env=env)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stderr == ""
+    assert "Traceback" not in run.stdout and "distributed." not in run.stdout
+    failures = [line for line in run.stdout.splitlines() if ": failed in" in line]
+    assert len(failures) == 2 and all("KilledWorker" in f for f in failures)
+    log = next((tmp_path / "out" / "logs").glob("run-*.log")).read_text()
+    assert "distributed" in log and "KilledWorker" in log
+
+
 def _wait_for(predicate, timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -462,7 +462,7 @@ def test_leftovers_of_a_killed_run_are_cleared(clean, client):
 @pytest.mark.parametrize(
     ("steps", "message"),
     [
-        ({"warp": {}}, r"steps\.warp: unknown step; the astro pipeline's steps are"),
+        ({"warp": {}}, r"steps\.warp: unknown step \(the astro pipeline's steps are"),
         (
             {"coadd": {"clip": "median"}},
             r"steps\.coadd\.clip: Input should be 'variance' or 'stack' "
