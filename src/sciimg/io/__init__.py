@@ -17,10 +17,12 @@ from sciimg.io._nifti import open_nifti, write_nifti
 from sciimg.io._registry import list_readers, open_image, register_reader
 from sciimg.io._zarr import (
     ZarrStoreWriter,
+    ensure_collection,
     image_names,
     iter_images,
     open_zarr,
     store_attrs,
+    update_series,
     write_zarr,
 )
 
@@ -35,6 +37,7 @@ __all__ = [
     "chunks_for",
     "discover_exposures",
     "discover_subjects",
+    "ensure_collection",
     "find_gradient_files",
     "image_names",
     "image_stem",
@@ -51,6 +54,7 @@ __all__ = [
     "read_gradients",
     "register_reader",
     "store_attrs",
+    "update_series",
     "wcs_from_attrs",
     "write_nifti",
     "write_zarr",

@@ -31,7 +31,10 @@ from sciimg.io import (
     Image,
     ZarrStoreWriter,
     discover_exposures,
+    ensure_collection,
+    open_zarr,
     store_attrs,
+    update_series,
     wcs_from_attrs,
 )
 from sciimg.io._atomic import atomic_path, remove
@@ -55,15 +58,6 @@ def _hash(*parts: Any) -> str:
 def _file_stat(path: Path) -> list:
     st = path.stat()
     return [str(path.resolve()), st.st_size, st.st_mtime_ns]
-
-
-def _ensure_group(path: Path, attrs: dict[str, Any]) -> Path:
-    import zarr
-
-    group = zarr.open_group(path, mode="a", zarr_format=3)
-    group.attrs["sciimg"] = {**dict(group.attrs.get("sciimg") or {}), **attrs}
-    _clear_stale(path)
-    return path
 
 
 def _sky_image(data_yx, wcs, source: str | None, attrs: dict | None = None) -> Image:
@@ -90,8 +84,6 @@ def _sky_image(data_yx, wcs, source: str | None, attrs: dict | None = None) -> I
 
 def _open_calexp(store: Path) -> WarpSource:
     import zarr
-
-    from sciimg.io import open_zarr
 
     # The planes go to the coadd as Zarr arrays (in (y, x) order, as stored), so
     # that each block task reads its own cutouts when it runs: no read runs ahead
@@ -188,8 +180,6 @@ def _patch_job(cfg, steps, patch: Patch, sources, fingerprint, root, output) -> 
     def after(store: Path) -> list[str]:
         if not qc:
             return []
-        from sciimg.io import open_zarr
-
         image = open_zarr(store, "image").data.T.compute()
         table = _read_table(output / "catalogs" / f"{patch.id}.parquet")
         png = plot_detections(
@@ -246,12 +236,12 @@ def run_astro(
     t0, started = time.perf_counter(), datetime.now(UTC)
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
-    for folder in (output, output / "catalogs", output / "qc"):
+    calexp_root = ensure_collection(output / "calexp.zarr", {"pipeline": "astro"})
+    coadd_root = ensure_collection(output / "coadd.zarr", {"pipeline": "astro"})
+    for folder in (output, output / "catalogs", output / "qc", calexp_root, coadd_root):
         _clear_stale(folder)
     steps = {s.name: s for s in cfg.plan()}
     results: dict[str, SubjectResult] = {}
-    calexp_root = _ensure_group(output / "calexp.zarr", {"pipeline": "astro"})
-    coadd_root = _ensure_group(output / "coadd.zarr", {"pipeline": "astro"})
     planes = cfg.input.planes
     calib_fp = _hash(
         steps["calibrate"].params,
@@ -383,6 +373,9 @@ def run_astro(
             cluster_info = {"kind": cfg.cluster.kind, **phase_two(own)}
     else:
         cluster_info = phase_two(client)
+    # The collections list what they hold after this run's writes and removals.
+    for root in (calexp_root, coadd_root):
+        update_series(root)
     return write_report(cfg, output, t0, started, cluster_info, results, summary)
 
 
