@@ -9,6 +9,7 @@ import pytest
 from sciimg.errors import InputError
 from sciimg.io import (
     Image,
+    ZarrStoreWriter,
     ensure_collection,
     image_names,
     open_dwi,
@@ -194,6 +195,11 @@ def test_merged_axes_stay_whole_and_cheap(tmp_path):
     layers = back.__dask_graph__().layers
     assert not any("rechunk" in name for name in layers)
     assert all(len(layer) <= blocks for layer in layers.values())
+    # Chunks asked of the writer cannot split it either.
+    writer = ZarrStoreWriter(tmp_path / "t.zarr")
+    voxels, target = writer.add("evecs", img, chunks=(3, 20, 20, 20))
+    assert voxels.chunks[0] == (9,) and target.chunks == (9, 20, 20, 20)
+    writer.abort()
 
 
 def test_store_is_a_collection_of_its_images(tmp_path):

@@ -164,6 +164,7 @@ class ZarrStoreWriter:
         if chunks is None:
             chunks = stored_chunks(data.shape, data.dtype, groups, self.budget)
         data = data.rechunk(chunks)
+        data = data.rechunk({k: -1 for k, g in enumerate(groups) if len(g) > 1})
         group = self.root.create_group(name)
         group.attrs.update(attrs)
         target = group.create_array(
