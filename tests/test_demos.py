@@ -102,6 +102,67 @@ def test_demo_on_an_existing_scheduler(
     assert_same_results(local_runs, where, pipeline)
 
 
+def _walk(top: Path) -> tuple[dict, list[str], list[str]]:
+    """Every group under ``top`` by path, the image groups, the collections."""
+    root = zarr.open_group(top, mode="r")
+    groups = {"": root}
+    groups.update(
+        (path, node)
+        for path, node in root.members(max_depth=None)
+        if isinstance(node, zarr.Group)
+    )
+    images = [p for p, g in groups.items() if "0" in g and "sciimg" in g.attrs]
+    collections = [
+        p
+        for p, g in groups.items()
+        if "bioformats2raw.layout" in (g.attrs.get("ome") or {})
+    ]
+    return groups, sorted(images), sorted(collections)
+
+
+def test_demo_stores_are_ngff(local_runs):
+    """Every image either demo wrote is an NGFF 0.5 image, and every store a
+    collection listing its images, as docs/zarr.md says."""
+    import ngff_zarr
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    tops = [
+        store
+        for pipeline in DEMOS
+        for store in sorted((local_runs / OUTPUT[pipeline]).glob("*.zarr"))
+    ]
+    assert [p.name for p in tops] == ["sub-01.zarr", "calexp.zarr", "coadd.zarr"]
+    for top in tops:
+        groups, images, collections = _walk(top)
+        listings = [p for p in groups if p.rsplit("/", 1)[-1] == "OME"]
+        # Nothing else: each group is an image, a store of images, or a listing.
+        assert set(groups) == {*images, *collections, *listings}
+        assert "" in collections and len(images) > 1
+        for where in collections:
+            attrs = groups[where].attrs.asdict()
+            assert attrs["ome"] == {"version": "0.5", "bioformats2raw.layout": 3}
+            ngff_zarr.validate(attrs, version="0.5", model="bf2raw")
+            listing = groups[where]["OME"].attrs.asdict()
+            ngff_zarr.validate(listing, version="0.5", model="ome")
+            prefix = f"{where}/" if where else ""
+            inside = [p[len(prefix) :] for p in images if p.startswith(prefix)]
+            assert sorted(listing["ome"]["series"]) == inside
+        # ngff-zarr asks which image to open; ome-zarr passes the store over.
+        with pytest.raises(ValueError, match="bioformats2raw container"):
+            ngff_zarr.from_ome_zarr(str(top))
+        assert list(Reader(parse_url(str(top)))()) == []
+        for path in images:
+            where = top / path
+            attrs = groups[path].attrs.asdict()
+            ngff_zarr.validate(attrs, version="0.5", model="image")
+            ngff_zarr.from_ome_zarr(str(where), validate=True)
+            (node,) = Reader(parse_url(str(where)))()
+            np.testing.assert_array_equal(
+                node.data[0].compute(), groups[path]["0"][...], err_msg=str(where)
+            )
+
+
 def _squeue(name: str) -> list[str]:
     listed = subprocess.run(
         ["squeue", "-h", "-n", name, "-o", "%i %T"],

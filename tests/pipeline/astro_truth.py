@@ -53,7 +53,9 @@ def score(output: Path, survey: Path) -> Score:
     rows, blank = [], []
     coadd = output / "coadd.zarr"
     for group in sorted(
-        p for p in coadd.iterdir() if p.is_dir() and not p.name.startswith(".")
+        p
+        for p in coadd.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name != "OME"
     ):
         attrs = store_attrs(group)
         from astropy.io.fits import Header

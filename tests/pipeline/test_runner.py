@@ -74,6 +74,7 @@ def test_statuses_and_outputs(first_run):
             "rgb",
             "evals",
             "evecs",
+            "OME",  # the list of the store's images
         }
         for name in ("fa", "md", "mask", "denoised"):
             assert (out / sid / f"{name}.nii.gz").is_file()

@@ -1,6 +1,7 @@
 """Readers, writers and stores: files in, lazy images with geometry out."""
 
 from sciimg.io._atomic import atomic_path
+from sciimg.io._atomic import remove as remove_path
 from sciimg.io._catalog import catalog_format, read_catalog, write_catalog
 from sciimg.io._chunks import chunk_budget, chunks_for
 from sciimg.io._discover import Subject, discover_exposures, discover_subjects
@@ -20,16 +21,18 @@ from sciimg.io._gradients import (
     make_gtab,
     read_gradients,
 )
-from sciimg.io._image import Image
+from sciimg.io._image import Image, default_dims
 from sciimg.io._nifti import open_nifti, write_nifti
 from sciimg.io._registry import list_readers, open_image, register_reader
 from sciimg.io._stores import ingest_files, is_zarr_store, store_members
 from sciimg.io._zarr import (
     ZarrStoreWriter,
+    ensure_collection,
     image_names,
     iter_images,
     open_zarr,
     store_attrs,
+    update_series,
     write_zarr,
 )
 
@@ -43,9 +46,11 @@ __all__ = [
     "catalog_format",
     "chunk_budget",
     "chunks_for",
+    "default_dims",
     "describe_wcs",
     "discover_exposures",
     "discover_subjects",
+    "ensure_collection",
     "find_gradient_files",
     "fits_stem",
     "image_names",
@@ -66,8 +71,10 @@ __all__ = [
     "read_catalog",
     "read_gradients",
     "register_reader",
+    "remove_path",
     "store_attrs",
     "store_members",
+    "update_series",
     "wcs_from_attrs",
     "write_catalog",
     "write_nifti",

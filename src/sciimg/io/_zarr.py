@@ -1,13 +1,35 @@
-"""Zarr v3 image stores with geometry, readable by OME-Zarr (NGFF 0.5) viewers.
+"""Zarr v3 image stores with geometry, readable by OME-Zarr (NGFF 0.5) tools.
 
-Layout: a store is a Zarr group; each image is a sub-group holding one array ``0``
-and NGFF ``multiscales`` attributes (axes, voxel scale), plus sciimg's own attributes
-with what NGFF cannot say yet (the full affine, the gradient table, axis names).
+Layout. A store is a Zarr group holding images; each image is a sub-group with
+one array ``0`` (a multiscale image of one level). A store is also an NGFF
+``bioformats2raw.layout`` collection: its ``ome`` attributes are
+``{"version": "0.5", "bioformats2raw.layout": 3}`` and its group ``OME`` lists
+the paths of its images in ``ome.series``. That is the one way NGFF 0.5 has to
+say that a group holds several images (plates and wells are for screens, labels
+for segmentations of one image). A group of stores (``calexp.zarr``) is marked
+the same way, and its series lists the images of all its stores
+(``<exposure>/image``...).
 
-NGFF wants non-spatial axes first and ``z, y, x`` last, which is the reverse of
-NIfTI's ``x, y, z, volume``. Arrays are therefore stored with their axes reversed
-— for NIfTI's Fortran-ordered voxels that is the very same byte order — and turned
-back when read, so Python code always sees NIfTI order.
+Axes. NGFF wants ``time``, then one ``channel`` axis, then ``z, y, x``, which is
+the reverse of NIfTI's ``x, y, z, volume``. Arrays are stored with their axes
+reversed — for NIfTI's Fortran-ordered voxels that is the very same byte order —
+and turned back when read, so Python code always sees NIfTI order. An image with
+more non-spatial axes than NGFF allows (the ``component`` and ``eigenvector``
+axes of tensor eigenvectors) has them stored as one ``channel`` axis, their
+product long, always one chunk; reading splits it again. The stored layout is
+recorded as ``sciimg.stored_axes`` (the image axes each stored axis holds,
+slowest first) with ``sciimg.shape``. An image NGFF cannot describe at all
+(fewer than two of ``x, y, z``) is stored the same way without ``ome``
+attributes, and is not listed in the series.
+
+Geometry. Each image's ``coordinateTransformations`` are a ``scale`` (the voxel
+size, 1 on non-space axes) then a ``translation``: the world position of the
+first voxel's centre, ``affine[:3, 3]``, per space axis in that axis' unit
+(millimetres; for sky images, whose affine is in degrees, arcseconds), 0 on
+non-space axes. Rotations, shears and flips (a negative step along an axis)
+cannot be said with a scale and a translation: the full affine, with the
+gradient table, the image's axis names and its attributes, is kept in the
+group's ``sciimg`` attributes, which are what :func:`open_zarr` reads.
 """
 
 from __future__ import annotations
@@ -21,40 +43,42 @@ import numpy as np
 from sciimg._version import __version__
 from sciimg.errors import InputError
 from sciimg.io._atomic import remove, replace_path, temporary_sibling
-from sciimg.io._chunks import chunks_for
 from sciimg.io._gradients import make_gtab
 from sciimg.io._image import Image
+from sciimg.io._ngff import (
+    collection_attrs,
+    from_stored,
+    image_ome,
+    is_collection,
+    is_image,
+    plan_axes,
+    series_attrs,
+    stored_chunks,
+    to_stored,
+)
 from sciimg.io._registry import register_reader
 
-__all__ = ["ZarrReader", "ZarrStoreWriter", "open_zarr", "store_attrs", "write_zarr"]
+__all__ = [
+    "ZarrReader",
+    "ZarrStoreWriter",
+    "ensure_collection",
+    "image_names",
+    "iter_images",
+    "open_zarr",
+    "store_attrs",
+    "update_series",
+    "write_zarr",
+]
 
-_SPACE = ("x", "y", "z")
-
-
-def _ngff_axes(
-    dims: tuple[str, ...], space_unit: str = "millimeter"
-) -> list[dict[str, str]]:
-    axes, seen_channel = [], False
-    for name in reversed(dims):
-        if name in _SPACE:
-            axes.append({"name": name, "type": "space", "unit": space_unit})
-        elif name == "time":
-            axes.append({"name": name, "type": "time"})
-        elif not seen_channel:
-            axes.append({"name": name, "type": "channel"})
-            seen_channel = True
-        else:
-            axes.append({"name": name})  # NGFF allows one custom-typed axis
-    # NGFF orders time, then channel/custom, then space.
-    rank = {"time": 0, "channel": 1, None: 1, "space": 2}
-    return sorted(axes, key=lambda a: rank[a.get("type")])
+_SERIES_GROUP = "OME"  # where a bioformats2raw collection lists its images
 
 
 def _image_attrs(name: str, image: Image) -> dict[str, Any]:
-    zooms = dict(zip(_SPACE, image.zooms, strict=False))
-    scale = [float(zooms.get(d, 1.0)) for d in reversed(image.dims)]
+    groups, ngff = plan_axes(image.dims)
     sciimg = {
         "dims": list(image.dims),
+        "shape": list(image.shape),
+        "stored_axes": groups,
         "affine": image.affine.tolist(),
         "zooms": list(image.zooms),
         "source": image.source,
@@ -63,33 +87,23 @@ def _image_attrs(name: str, image: Image) -> dict[str, Any]:
     if image.gtab is not None:
         sciimg["bvals"] = image.gtab.bvals.tolist()
         sciimg["bvecs"] = image.gtab.bvecs.tolist()
-    return {
-        "ome": {
-            "version": "0.5",
-            "multiscales": [
-                {
-                    "name": name,
-                    # Sky images measure space in arcseconds, say so.
-                    "axes": _ngff_axes(
-                        image.dims, image.attrs.get("space_unit", "millimeter")
-                    ),
-                    "datasets": [
-                        {
-                            "path": "0",
-                            "coordinateTransformations": [
-                                {"type": "scale", "scale": scale}
-                            ],
-                        }
-                    ],
-                }
-            ],
-        },
-        "sciimg": sciimg,
-    }
+    attrs: dict[str, Any] = {"sciimg": sciimg}
+    if ngff:
+        attrs["ome"] = image_ome(name, image, groups)
+    return attrs
+
+
+def _dimension_names(attrs: Mapping[str, Any]) -> list[str]:
+    if "ome" in attrs:
+        return [a["name"] for a in attrs["ome"]["multiscales"][0]["axes"]]
+    dims = attrs["sciimg"]["dims"]
+    return ["_".join(dims[i] for i in g) for g in attrs["sciimg"]["stored_axes"]]
 
 
 class ZarrStoreWriter:
     """Build a store under a temporary name; it appears under its real name on commit.
+
+    The store is an NGFF collection of its images (see the module docstring).
 
     Parameters
     ----------
@@ -125,25 +139,45 @@ class ZarrStoreWriter:
         self.tmp = temporary_sibling(self.path)
         self.budget = budget
         self.root = zarr.open_group(self.tmp, mode="w", zarr_format=3)
-        self.root.attrs["sciimg"] = {"version": __version__, **dict(attrs or {})}
+        self.root.attrs.update(
+            {
+                "ome": collection_attrs(),
+                "sciimg": {"version": __version__, **dict(attrs or {})},
+            }
+        )
+        self.series: list[str] = []
+        self.root.create_group(_SERIES_GROUP).attrs["ome"] = series_attrs([])
 
     def add(self, name: str, image: Image, *, chunks: Any = None):
-        """Create image group ``name``; return ``(voxels, zarr array)`` to store."""
+        """Create image group ``name``; return ``(voxels, zarr array)`` to store.
 
-        data = image.data.transpose(tuple(reversed(range(image.data.ndim))))
+        ``chunks`` are those of the stored array (NGFF axis order); by default
+        they follow the store's budget. An axis that holds several of the image's
+        axes is always one chunk.
+        """
+        if name == _SERIES_GROUP:
+            msg = f"{name!r} is where the store lists its images; name the image else"
+            raise ValueError(msg)
+        attrs = _image_attrs(name, image)
+        groups = attrs["sciimg"]["stored_axes"]
+        data = to_stored(image.data, groups)
         if chunks is None:
-            chunks = chunks_for(data.shape, data.dtype, budget=self.budget)
+            chunks = stored_chunks(data.shape, data.dtype, groups, self.budget)
         data = data.rechunk(chunks)
+        data = data.rechunk({k: -1 for k, g in enumerate(groups) if len(g) > 1})
         group = self.root.create_group(name)
-        group.attrs.update(_image_attrs(name, image))
+        group.attrs.update(attrs)
         target = group.create_array(
             "0",
             shape=data.shape,
             dtype=data.dtype,
             chunks=tuple(c[0] for c in data.chunks),
-            dimension_names=list(reversed(image.dims)),
+            dimension_names=_dimension_names(attrs),
             fill_value=0,
         )
+        if "ome" in attrs:
+            self.series.append(name)
+            self.root[_SERIES_GROUP].attrs["ome"] = series_attrs(self.series)
         return data, target
 
     def store_all(self, images: Mapping[str, Image]):
@@ -221,7 +255,9 @@ def _image_from_group(group, where: Path) -> Image:
             where, "is not a sciimg image group (no 'sciimg' attrs or '0')"
         )
     arr = da.from_zarr(group["0"])
-    data = arr.transpose(tuple(reversed(range(arr.ndim))))
+    # Stores written before the layout was recorded hold the axes reversed.
+    groups = meta.get("stored_axes") or [[i] for i in reversed(range(arr.ndim))]
+    data = from_stored(arr, groups, meta.get("shape") or arr.shape[::-1])
     gtab = None
     if "bvals" in meta:
         gtab = make_gtab(
@@ -274,6 +310,59 @@ def image_names(path: str | Path) -> list[str]:
 def store_attrs(path: str | Path) -> dict[str, Any]:
     """The store-level ``sciimg`` attributes (provenance), or ``{}``."""
     return dict(_open_group(Path(path)).attrs.get("sciimg") or {})
+
+
+def ensure_collection(path: str | Path, attrs: Mapping[str, Any] | None = None) -> Path:
+    """Open or create a group that holds stores, marked as a collection of images.
+
+    For groups such as ``calexp.zarr``, whose members are sciimg stores made one
+    by one. ``attrs`` are merged into the group's ``sciimg`` attributes; its list
+    of images is written by :func:`update_series`.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, tempfile, os
+    >>> root = ensure_collection(os.path.join(tempfile.mkdtemp(), "c.zarr"))
+    >>> img = Image(da.ones((4, 4), dtype="f4"), np.eye(4), ("x", "y"), (1.0, 1.0))
+    >>> _ = write_zarr(root / "one", {"ones": img})
+    >>> update_series(root)
+    ['one/ones']
+    """
+    import zarr
+
+    path = Path(path)
+    group = zarr.open_group(path, mode="a", zarr_format=3)
+    sciimg = {**dict(group.attrs.get("sciimg") or {}), **dict(attrs or {})}
+    group.attrs.update({"ome": collection_attrs(), "sciimg": sciimg})
+    if _SERIES_GROUP not in group:
+        group.create_group(_SERIES_GROUP).attrs["ome"] = series_attrs([])
+    return path
+
+
+def update_series(path: str | Path) -> list[str]:
+    """List every image of a collection (its stores' images too) in its ``OME`` group.
+
+    Returns the paths written, relative to ``path``, in name order.
+
+    Examples
+    --------
+    See :func:`ensure_collection`.
+    """
+    import zarr
+
+    group = zarr.open_group(Path(path), mode="a", zarr_format=3)
+    series: list[str] = []
+    for name, child in sorted(group.groups()):
+        # Hidden names are stores still being written.
+        if name == _SERIES_GROUP or name.startswith("."):
+            continue
+        if is_image(child.attrs):
+            series.append(name)
+        elif is_collection(child.attrs) and _SERIES_GROUP in child:
+            inner = child[_SERIES_GROUP].attrs.get("ome") or {}
+            series += [f"{name}/{s}" for s in inner.get("series") or []]
+    group.require_group(_SERIES_GROUP).attrs["ome"] = series_attrs(series)
+    return series
 
 
 class ZarrReader:

@@ -25,29 +25,33 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from sciimg.astro import Patch, WarpSource, plot_detections
+from sciimg.astro import Patch, plot_detections
 from sciimg.errors import RunInterrupted
 from sciimg.io import (
-    Image,
     ZarrStoreWriter,
     discover_exposures,
+    ensure_collection,
+    open_zarr,
     read_catalog,
+    remove_path,
     store_attrs,
-    wcs_from_attrs,
     write_catalog,
 )
-from sciimg.io._atomic import remove
 from sciimg.pipeline._jobs import SubjectResult, _Job, _one_line, compute_jobs
+from sciimg.pipeline.astro_outputs import (
+    list_stores,
+    merge_catalogs,
+    open_calexp,
+    sky_image,
+)
 from sciimg.pipeline.config import PipelineConfig
+from sciimg.pipeline.report import write_report
 from sciimg.pipeline.runner import (
     _clear_stale,
     _graph_keys,
     mark_interrupted,
     prepare_output,
     store_images,
-    write_report,
 )
 
 __all__ = ["run_astro"]
@@ -65,61 +69,6 @@ def _file_stat(path: Path) -> list:
     return [str(path.resolve()), st.st_size, st.st_mtime_ns]
 
 
-def _ensure_group(path: Path, attrs: dict[str, Any]) -> Path:
-    import zarr
-
-    group = zarr.open_group(path, mode="a", zarr_format=3)
-    group.attrs["sciimg"] = {**dict(group.attrs.get("sciimg") or {}), **attrs}
-    _clear_stale(path)
-    return path
-
-
-def _sky_image(data_yx, wcs, source: str | None, attrs: dict | None = None) -> Image:
-    """A (y, x) plane as an Image (x, y order) carrying its WCS."""
-    from astropy.wcs.utils import proj_plane_pixel_scales
-
-    affine = np.eye(4)
-    pc = wcs.wcs.get_pc() * wcs.wcs.get_cdelt()[:, None]
-    affine[:2, :2] = pc
-    affine[:2, 3] = -pc @ (np.asarray(wcs.wcs.crpix) - 1.0)
-    scales = tuple(float(s) * 3600 for s in proj_plane_pixel_scales(wcs))
-    header = {
-        k: v for k, v in wcs.to_header().items() if k not in ("COMMENT", "HISTORY")
-    }
-    return Image(
-        data_yx.T,
-        affine,
-        ("x", "y"),
-        scales,
-        source=source,
-        attrs={"wcs": header, "space_unit": "arcsecond", **(attrs or {})},
-    )
-
-
-def _open_calexp(store: Path) -> WarpSource:
-    import zarr
-
-    from sciimg.io import open_zarr
-
-    # The planes go to the coadd as Zarr arrays (in (y, x) order, as stored), so
-    # that each block task reads its own cutouts when it runs: no read runs ahead
-    # of the blocks and piles up in memory.
-    planes = {
-        n: zarr.open_array(store / n / "0", mode="r")
-        for n in ("image", "variance", "mask")
-    }
-    attrs = store_attrs(store)
-    return WarpSource(
-        planes["image"],
-        planes["variance"],
-        planes["mask"],
-        wcs_from_attrs(open_zarr(store, "image").attrs),
-        attrs.get("psf_fwhm"),
-        attrs.get("exposure", store.name),
-        attrs.get("mask_bits"),
-    )
-
-
 def _calexp_job(cfg, step, eid, path, exposure, fingerprint, root: Path) -> _Job:
     out = step.step.func(exposure, **step.params)
     owners = dict.fromkeys(
@@ -130,7 +79,7 @@ def _calexp_job(cfg, step, eid, path, exposure, fingerprint, root: Path) -> _Job
         "read",
     )
     images = {
-        name: _sky_image(out[name], exposure.wcs, str(path))
+        name: sky_image(out[name], exposure.wcs, str(path))
         for name in ("image", "variance", "mask", "background")
     }
     for key in _graph_keys([*(out[n] for n in images), out["psf_fwhm"]]):
@@ -171,7 +120,7 @@ def _patch_job(cfg, steps, patch: Patch, sources, fingerprint, root, output) -> 
     for key in _graph_keys([catalog]):
         owners.setdefault(key, "detect")
     wcs = patch.wcs
-    images = {name: _sky_image(coadd[name], wcs, None) for name in coadd}
+    images = {name: sky_image(coadd[name], wcs, None) for name in coadd}
     writer = ZarrStoreWriter(
         root / patch.id,
         budget=cfg.chunk_memory,
@@ -190,16 +139,14 @@ def _patch_job(cfg, steps, patch: Patch, sources, fingerprint, root, output) -> 
 
     def finish(values):
         table = values[-1]
-        _write_table(table, output / "catalogs" / f"{patch.id}.parquet")
+        write_catalog(table, output / "catalogs" / f"{patch.id}.parquet")
         return {"sources": len(table)}
 
     def after(store: Path) -> list[str]:
         if not qc:
             return []
-        from sciimg.io import open_zarr
-
         image = open_zarr(store, "image").data.T.compute()
-        table = _read_table(output / "catalogs" / f"{patch.id}.parquet")
+        table = read_catalog(output / "catalogs" / f"{patch.id}.parquet")
         png = plot_detections(
             image,
             table,
@@ -226,15 +173,6 @@ def _common_bits(sources) -> dict[str, int] | None:
     return next((s.mask_bits for s in sources if s.mask_bits), None)
 
 
-def _write_table(table, path: Path) -> Path:
-    return write_catalog(table, path)
-
-
-def _read_table(path: Path):
-    # Not astropy's Parquet reader: it needs pandas, which sciimg does not.
-    return read_catalog(path)
-
-
 def run_astro(
     cfg: PipelineConfig,
     *,
@@ -253,12 +191,12 @@ def run_astro(
     # folder (and the previous run's record) is touched.
     exposures = discover_exposures(cfg.input.path)
     output = prepare_output(cfg.output)
-    for folder in (output / "catalogs", output / "qc"):
+    calexp_root = ensure_collection(output / "calexp.zarr", {"pipeline": "astro"})
+    coadd_root = ensure_collection(output / "coadd.zarr", {"pipeline": "astro"})
+    for folder in (output / "catalogs", output / "qc", calexp_root, coadd_root):
         _clear_stale(folder)
     steps = {s.name: s for s in cfg.plan()}
     results: dict[str, SubjectResult] = {}
-    calexp_root = _ensure_group(output / "calexp.zarr", {"pipeline": "astro"})
-    coadd_root = _ensure_group(output / "coadd.zarr", {"pipeline": "astro"})
     planes = cfg.input.planes
     calib_fp = _hash(
         steps["calibrate"].params,
@@ -311,7 +249,7 @@ def run_astro(
             if r.kind == "exposure" and r.status == "failed":
                 # A calexp of an earlier version of the file must not outlive
                 # the failure of this one.
-                remove(calexp_root / r.id)
+                remove_path(calexp_root / r.id)
         # In id order, whichever were skipped: the sky map and the coadds (and so
         # the patches' fingerprints) must not depend on what was recomputed.
         good = sorted(
@@ -320,9 +258,9 @@ def run_astro(
             if r.kind == "exposure" and r.status != "failed"
         )
         if not good:
-            _merge_catalogs(output, [], summary)
+            merge_catalogs(output, [], summary)
             return info
-        sources = {eid: _open_calexp(calexp_root / eid) for eid in good}
+        sources = {eid: open_calexp(calexp_root / eid) for eid in good}
         skymap = steps["skymap"].step.func(
             [(s.wcs, s.image.shape) for s in sources.values()], **steps["skymap"].params
         )
@@ -356,8 +294,8 @@ def run_astro(
                     continue
                 # An older coadd of this patch no longer matches: it must not
                 # outlive a failure of the new one.
-                remove(store)
-                remove(catalog)
+                remove_path(store)
+                remove_path(catalog)
                 patch_jobs.append(
                     _patch_job(
                         cfg,
@@ -377,7 +315,7 @@ def run_astro(
                 logger.error("%s: failed", pid, exc_info=exc)
         if patch_jobs:
             info = compute_jobs(patch_jobs, run_client, results, progress, log) or info
-        _merge_catalogs(
+        merge_catalogs(
             output,
             [
                 p
@@ -399,26 +337,8 @@ def run_astro(
     except KeyboardInterrupt:
         folders = [output, calexp_root, coadd_root, output / "catalogs", output / "qc"]
         mark_interrupted([*jobs, *patch_jobs], results, items, folders)
+        list_stores(calexp_root, coadd_root)
         report = write_report(cfg, output, t0, started, cluster_info, results, summary)
         raise RunInterrupted(report) from None
+    list_stores(calexp_root, coadd_root)
     return write_report(cfg, output, t0, started, cluster_info, results, summary)
-
-
-def _merge_catalogs(output: Path, patches: list[str], summary: dict) -> None:
-    """One catalog of all patches (each lists only its inner region's sources)."""
-    from astropy.table import vstack
-
-    tables = [_read_table(output / "catalogs" / f"{p}.parquet") for p in patches]
-    tables = [t for t in tables if len(t)]
-    if not tables:
-        summary["sources"] = 0
-        # A merged catalog of an earlier run must not pass for this one's.
-        remove(output / "catalog.parquet")
-        remove(output / "catalog.fits")
-        return
-    table = vstack(tables, metadata_conflicts="silent")
-    table["id"] = np.arange(1, len(table) + 1, dtype=np.int64)
-    _write_table(table, output / "catalog.parquet")
-    _write_table(table, output / "catalog.fits")
-    summary["sources"] = len(table)
-    summary["catalog"] = ["catalog.parquet", "catalog.fits"]

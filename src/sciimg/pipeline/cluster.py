@@ -42,12 +42,12 @@ def _as_config(cfg: ClusterConfig | Mapping[str, Any] | None) -> ClusterConfig:
         return cfg
     from pydantic import ValidationError
 
-    from sciimg.pipeline.config import _pydantic_lines
+    from sciimg.pipeline.config_errors import pydantic_lines
 
     try:
         return ClusterConfig(**(cfg or {}))
     except ValidationError as exc:
-        lines = _pydantic_lines(exc, ("cluster",), ClusterConfig)
+        lines = pydantic_lines(exc, ("cluster",), ClusterConfig)
         raise ConfigError("\n".join(lines)) from None
 
 

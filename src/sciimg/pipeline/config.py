@@ -21,7 +21,8 @@ from pydantic import (
 )
 
 from sciimg.errors import ConfigError
-from sciimg.pipeline.cluster_config import ClusterConfig, KeyProblems, check_size
+from sciimg.pipeline.cluster_config import ClusterConfig, check_size
+from sciimg.pipeline.config_errors import did_you_mean, pydantic_lines
 from sciimg.pipeline.steps import (
     Step,
     builtin_steps,
@@ -182,70 +183,6 @@ class PipelineConfig(_Strict):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
-
-
-def did_you_mean(word: str, choices) -> str:
-    """``"; did you mean 'x'?"`` when a choice is close to ``word``, else ``""``.
-
-    Examples
-    --------
-    >>> did_you_mean("median_raduis", ["median_radius", "numpass"])
-    "; did you mean 'median_radius'?"
-    >>> did_you_mean("zzz", ["median_radius"])
-    ''
-    """
-    import difflib
-
-    # Case is the commonest slip ('FA' for 'fa'): compare without it.
-    by_lower = {str(c).lower(): str(c) for c in choices}
-    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1)
-    return f"; did you mean {by_lower[close[0]]!r}?" if close else ""
-
-
-def _model_at(model: type[BaseModel] | None, path: tuple) -> type[BaseModel] | None:
-    """The pydantic model that holds the keys at ``path`` inside ``model``."""
-    import typing
-
-    for part in path:
-        if model is None or not isinstance(part, str) or part not in model.model_fields:
-            return None
-        annotation = model.model_fields[part].annotation
-        candidates = typing.get_args(annotation) or (annotation,)
-        model = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)),
-            None,
-        )
-    return model
-
-
-def _pydantic_lines(
-    exc: ValidationError, prefix: tuple = (), model: type[BaseModel] | None = None
-) -> list[str]:
-    lines, meant = [], set()
-    for err in exc.errors():
-        loc = _loc(prefix + tuple(err["loc"]))
-        error = err.get("ctx", {}).get("error")
-        if isinstance(error, KeyProblems):
-            lines += [f"{loc}.{key}: {msg}" for key, msg in error.problems]
-            continue
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            known = _model_at(model, tuple(err["loc"][:-1]))
-            hint = did_you_mean(err["loc"][-1], known.model_fields) if known else ""
-            msg = f"unknown key{hint}"
-            if hint:
-                meant.add(_loc((*prefix, *err["loc"][:-1], hint.split("'")[1])))
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        elif "input" in err and not isinstance(err["input"], dict | list):
-            msg = f"{msg} (got {err['input']!r})"
-        lines.append(f"{loc}: {msg}")
-    # A misspelt required key is one problem, not two: keep the "did you mean".
-    return [line for line in lines if line.split(": ")[0] not in meant]
-
-
 def _plan_fixed(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str]]:
     """Steps of a pipeline whose order is fixed (astro): parameters only."""
     builtins = builtin_steps(cfg.pipeline)
@@ -262,7 +199,7 @@ def _plan_fixed(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str]]:
         try:
             params = step.params(**(entries.get(name) or {})).model_dump()
         except ValidationError as exc:
-            errors.extend(_pydantic_lines(exc, ("steps", name), step.params))
+            errors.extend(pydantic_lines(exc, ("steps", name), step.params))
             continue
         plan.append(PlannedStep(name, step, params, {}))
     return plan, errors
@@ -336,7 +273,7 @@ def _step_of(
     try:
         return step, step.params(**entry).model_dump() if step.params else {}
     except ValidationError as exc:
-        problems.extend(_pydantic_lines(exc, ("steps", name), step.params))
+        problems.extend(pydantic_lines(exc, ("steps", name), step.params))
         return None, {}
 
 
@@ -400,7 +337,7 @@ def load_config(
     try:
         cfg = PipelineConfig(**raw)
     except ValidationError as exc:
-        lines = _pydantic_lines(exc, model=PipelineConfig)
+        lines = pydantic_lines(exc, model=PipelineConfig)
         raise ConfigError("\n".join(f"{origin}: {line}" for line in lines)) from None
     plan, errors, rejected = _plan_steps(cfg)
     outputs = {o for s in plan for o in s.step.outputs}

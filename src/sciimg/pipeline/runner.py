@@ -9,109 +9,37 @@ the input files is skipped on the next run.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import platform
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sciimg._version import __version__
-from sciimg.errors import OutputError, ReportError, RunInterrupted
+from sciimg.errors import OutputError, RunInterrupted
 from sciimg.io import (
     Image,
     Subject,
     ZarrStoreWriter,
-    atomic_path,
+    default_dims,
     discover_subjects,
     find_gradient_files,
     open_dwi,
     open_zarr,
+    remove_path,
     store_attrs,
     write_nifti,
 )
-from sciimg.io._atomic import remove
-from sciimg.io._image import default_dims
 from sciimg.pipeline import neuro_steps  # noqa: F401  (registers the neuro steps)
 from sciimg.pipeline._jobs import SubjectResult, _Job, _one_line, compute_jobs
 from sciimg.pipeline.config import PipelineConfig
+from sciimg.pipeline.report import RunReport, write_report
 from sciimg.pipeline.steps import resolve_arguments
 
 __all__ = ["RunReport", "SubjectResult", "run_pipeline"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RunReport:
-    """The outcome of a run, as saved in ``run.json``."""
-
-    pipeline: str
-    output: str
-    started: str
-    finished: str
-    wall_seconds: float
-    config: dict[str, Any]
-    fingerprint: str
-    versions: dict[str, str]
-    cluster: dict[str, Any]
-    subjects: list[SubjectResult]
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return all(s.status in ("done", "skipped") for s in self.subjects)
-
-    def counts(self) -> dict[str, int]:
-        out = {"done": 0, "skipped": 0, "failed": 0, "interrupted": 0}
-        for s in self.subjects:
-            out[s.status] += 1
-        return out
-
-    def _repr_html_(self) -> str:
-        """A table of the items in Jupyter, as the command line prints it."""
-        from html import escape
-
-        rows = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{escape(str(cell))}</td>"
-                for cell in (
-                    s.id,
-                    s.kind,
-                    s.status,
-                    f"{s.seconds:.1f}" if s.seconds is not None else "-",
-                    f"{s.step}: {s.error}" if s.step else s.error or "",
-                )
-            )
-            + "</tr>"
-            for s in self.subjects
-        )
-        counts = self.counts()
-        head = "".join(
-            f"<th>{h}</th>" for h in ("item", "kind", "status", "time (s)", "message")
-        )
-        return (
-            f"<p>{escape(self.output)}: {counts['done']} done, {counts['skipped']} "
-            f"skipped, {counts['failed']} failed in {self.wall_seconds:.1f} s</p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-        )
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version(), "sciimg": __version__}
-    packages = ("dask", "distributed", "dipy", "nibabel", "zarr", "numpy", "scipy")
-    packages += ("astropy", "sep", "reproject", "astroscrappy")
-    for pkg in packages:
-        with contextlib.suppress(PackageNotFoundError):
-            out[pkg] = version(pkg)
-    return out
 
 
 def _subject_fingerprint(cfg: PipelineConfig, subject: Subject) -> str:
@@ -235,7 +163,7 @@ def _export(cfg: PipelineConfig, subject_id: str, store: Path) -> list[str]:
 def _clear_stale(output: Path) -> None:
     """Remove temporaries left by an interrupted run (never a finished output)."""
     for tmp in output.glob(".*.tmp-*"):
-        remove(tmp)
+        remove_path(tmp)
 
 
 def prepare_output(output: Path) -> Path:
@@ -390,37 +318,3 @@ def _plan_subject(
         results[subject.id] = SubjectResult(subject.id, "failed", error=_one_line(exc))
         log(f"{subject.id}: failed: {results[subject.id].error}")
         logger.error("%s: failed", subject.id, exc_info=exc)
-
-
-def write_report(
-    cfg: PipelineConfig,
-    output: Path,
-    t0: float,
-    started: datetime,
-    cluster_info: dict[str, Any],
-    results: dict[str, SubjectResult],
-    summary: dict[str, Any] | None = None,
-) -> RunReport:
-    """Save ``run.json`` (atomically) and return the report."""
-    finished = datetime.now(UTC)
-    report = RunReport(
-        pipeline=cfg.pipeline,
-        output=str(output),
-        started=started.isoformat(timespec="seconds"),
-        finished=finished.isoformat(timespec="seconds"),
-        wall_seconds=round(time.perf_counter() - t0, 3),
-        config=cfg.model_dump(mode="json"),
-        fingerprint=cfg.fingerprint(),
-        versions=_versions(),
-        cluster=cluster_info,
-        subjects=[results[k] for k in sorted(results)],
-        summary=dict(summary or {}),
-    )
-    path = output / "run.json"
-    try:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ReportError(path, f"cannot be written ({reason})") from exc
-    return report
