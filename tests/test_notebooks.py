@@ -97,6 +97,14 @@ def test_committed_without_outputs(name):
     assert any(cell.cell_type == "markdown" for cell in nb.cells)
 
 
+def test_no_warnings_from_libraries(neuro, astro):
+    """dipy imports tqdm.auto, which warns in a kernel without ipywidgets."""
+    for nb in (neuro, astro):
+        shown = "".join(_text(c) for c in nb.cells if c.cell_type == "code")
+        assert "IProgress not found" not in shown
+        assert "TqdmWarning" not in shown
+
+
 def test_neuro_runs_the_pipeline(neuro):
     assert _errors(neuro) == []
     _shows_cluster(neuro)
