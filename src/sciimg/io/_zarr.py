@@ -332,7 +332,11 @@ def ensure_collection(path: str | Path, attrs: Mapping[str, Any] | None = None) 
 
     path = Path(path)
     group = zarr.open_group(path, mode="a", zarr_format=3)
-    sciimg = {**dict(group.attrs.get("sciimg") or {}), **dict(attrs or {})}
+    sciimg = {
+        **dict(group.attrs.get("sciimg") or {}),
+        **dict(attrs or {}),
+        "collection": True,  # a group of stores, not a store of images
+    }
     group.attrs.update({"ome": collection_attrs(), "sciimg": sciimg})
     if _SERIES_GROUP not in group:
         group.create_group(_SERIES_GROUP).attrs["ome"] = series_attrs([])

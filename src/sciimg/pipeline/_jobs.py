@@ -21,6 +21,7 @@ from typing import Any
 
 from sciimg.errors import InputError
 from sciimg.io import ZarrStoreWriter
+from sciimg.pipeline.records import write_record
 
 __all__ = ["SubjectResult", "compute_jobs"]
 
@@ -99,16 +100,23 @@ def _step_times(records: list[dict], owners: dict) -> tuple[dict, float | None]:
 
 
 class _TaskRecords:
-    """The scheduler's task stream, fetched as items finish, kept per task key."""
+    """The scheduler's task stream, fetched as items finish, kept per task key.
+
+    Only tasks computed since this object was made count: on a shared scheduler
+    the stream also holds earlier runs' tasks, whose keys are the same when their
+    graphs were (a subject's times once included its previous run's).
+    """
 
     #: Seconds of overlap between fetches: the stream is selected by the workers'
     #: clocks, the fetches by this one's.
     SLACK = 60.0
+    #: Seconds a worker's clock may run behind this one's, for the cut-off.
+    SKEW = 1.0
 
     def __init__(self, client):
         self.client = client
         client.get_task_stream(count=0)  # installs the recording plugin
-        self.since = time.time()
+        self.since = self.began = time.time()
         self.by_key: dict[Any, list[dict]] = defaultdict(list)
         self.seen: dict[tuple, float] = {}
 
@@ -116,6 +124,8 @@ class _TaskRecords:
         now = time.time()
         for rec in self.client.get_task_stream(start=self.since - self.SLACK):
             stops = rec.get("startstops", ())
+            if not stops or min(s["start"] for s in stops) < self.began - self.SKEW:
+                continue  # an earlier run's task
             ident = (rec["key"], tuple(s.get("start") for s in stops))
             if ident not in self.seen:
                 self.seen[ident] = now
@@ -214,11 +224,16 @@ def _settle(job: _Job, futures, records: list[dict], log) -> SubjectResult:
         job.writer.abort()
         return _failure(job, futures, records, log)
     steps, seconds = _step_times(records, job.owners)
+    root = job.writer.path.parents[job.depth]
     try:
         extra = job.finish([f.result() for f in futures]) if job.finish else {}
         job.writer.update_attrs({**extra, "timings": steps, "seconds": seconds})
-        store = job.writer.commit()
-        exports = job.after(store) if job.after else []
+        store = str(job.writer.commit().relative_to(root))
+        exports = job.after(root / store) if job.after else []
+        # Written last: the item counts as complete only once all of it is there.
+        write_record(
+            root, job.kind, job.id, job.fingerprint, [store, *exports], timings=steps
+        )
     except Exception as exc:
         job.writer.abort()
         result = SubjectResult(job.id, "failed", error=_one_line(exc), kind=job.kind)
@@ -230,7 +245,7 @@ def _settle(job: _Job, futures, records: list[dict], log) -> SubjectResult:
         job.id,
         "done",
         seconds,
-        store=str(store.relative_to(job.writer.path.parents[job.depth])),
+        store=store,
         exports=exports,
         steps=steps,
         kind=job.kind,

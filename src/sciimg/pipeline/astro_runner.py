@@ -34,7 +34,6 @@ from sciimg.io import (
     open_zarr,
     read_catalog,
     remove_path,
-    store_attrs,
     write_catalog,
 )
 from sciimg.pipeline._jobs import SubjectResult, _Job, _one_line, compute_jobs
@@ -45,12 +44,11 @@ from sciimg.pipeline.astro_outputs import (
     sky_image,
 )
 from sciimg.pipeline.config import PipelineConfig
+from sciimg.pipeline.outputs import hold_output, mark_interrupted
+from sciimg.pipeline.records import drop_record, inside, read_record
 from sciimg.pipeline.report import write_report
 from sciimg.pipeline.runner import (
-    _clear_stale,
     _graph_keys,
-    mark_interrupted,
-    prepare_output,
     store_images,
 )
 
@@ -143,17 +141,19 @@ def _patch_job(cfg, steps, patch: Patch, sources, fingerprint, root, output) -> 
         return {"sources": len(table)}
 
     def after(store: Path) -> list[str]:
+        """The patch's other outputs: its catalog piece, its QC picture."""
+        piece = f"catalogs/{patch.id}.parquet"
         if not qc:
-            return []
+            return [piece]
         image = open_zarr(store, "image").data.T.compute()
-        table = read_catalog(output / "catalogs" / f"{patch.id}.parquet")
+        table = read_catalog(output / piece)
         png = plot_detections(
             image,
             table,
             output / "qc" / f"{patch.id}.png",
             title=f"{patch.id}: {len(table)} sources, {len(sources)} exposures",
         )
-        return [str(png.relative_to(output))]
+        return [piece, str(png.relative_to(output))]
 
     return _Job(
         patch.id,
@@ -182,19 +182,25 @@ def run_astro(
     log=print,
 ):
     """Run the astronomy pipeline (see the module docstring); returns a RunReport."""
-    from sciimg.io import open_exposure
-    from sciimg.pipeline.cluster import connect
-
     t0, started = time.perf_counter(), datetime.now(UTC)
     cfg.check_paths()
     # Everything that can be wrong with the input is said before the output
     # folder (and the previous run's record) is touched.
     exposures = discover_exposures(cfg.input.path)
-    output = prepare_output(cfg.output)
+    with hold_output(cfg.output) as output:
+        return _run_held(
+            cfg, output, exposures, force, client, progress, log, (t0, started)
+        )
+
+
+def _run_held(cfg, output, exposures, force, client, progress, log, clock):
+    """The run, once its output folder is held."""
+    from sciimg.io import open_exposure
+    from sciimg.pipeline.cluster import connect
+
+    t0, started = clock
     calexp_root = ensure_collection(output / "calexp.zarr", {"pipeline": "astro"})
     coadd_root = ensure_collection(output / "coadd.zarr", {"pipeline": "astro"})
-    for folder in (output / "catalogs", output / "qc", calexp_root, coadd_root):
-        _clear_stale(folder)
     steps = {s.name: s for s in cfg.plan()}
     results: dict[str, SubjectResult] = {}
     planes = cfg.input.planes
@@ -218,17 +224,18 @@ def run_astro(
             )
             fp = _hash(calib_fp, _file_stat(path))
             fingerprints[eid] = fp
-            store = calexp_root / eid
-            attrs = store_attrs(store) if store.is_dir() and not force else {}
-            if attrs.get("fingerprint") == fp:
+            inside(calexp_root, eid)  # an id that would climb out fails here
+            record = None if force else read_record(output, "exposure", eid, fp)
+            if record is not None:
                 results[eid] = SubjectResult(
                     eid,
                     "skipped",
                     kind="exposure",
                     store=f"calexp.zarr/{eid}",
-                    steps=attrs.get("timings", {}),
+                    steps=record.get("timings", {}),
                 )
                 continue
+            drop_record(output, "exposure", eid)
             jobs.append(
                 _calexp_job(
                     cfg, steps["calibrate"], eid, path, exposure, fp, calexp_root
@@ -249,6 +256,7 @@ def run_astro(
             if r.kind == "exposure" and r.status == "failed":
                 # A calexp of an earlier version of the file must not outlive
                 # the failure of this one.
+                drop_record(output, "exposure", r.id)
                 remove_path(calexp_root / r.id)
         # In id order, whichever were skipped: the sky map and the coadds (and so
         # the patches' fingerprints) must not depend on what was recomputed.
@@ -279,23 +287,26 @@ def run_astro(
         items.extend((pid, "patch") for pid in sorted(members))
         for pid, (patch, eids) in sorted(members.items()):
             fp = _hash(patch_fp, sorted((e, fingerprints.get(e)) for e in eids))
-            store = coadd_root / pid
-            catalog = output / "catalogs" / f"{pid}.parquet"
             try:
-                attrs = store_attrs(store) if store.is_dir() and not force else {}
-                if attrs.get("fingerprint") == fp and catalog.exists():
+                record = None if force else read_record(output, "patch", pid, fp)
+                if record is not None:
                     results[pid] = SubjectResult(
                         pid,
                         "skipped",
                         kind="patch",
                         store=f"coadd.zarr/{pid}",
-                        steps=attrs.get("timings", {}),
+                        steps=record.get("timings", {}),
                     )
                     continue
-                # An older coadd of this patch no longer matches: it must not
-                # outlive a failure of the new one.
-                remove_path(store)
-                remove_path(catalog)
+                # An older coadd of this patch no longer matches: neither it nor
+                # its catalog piece and picture may outlive a failure of the new.
+                drop_record(output, "patch", pid)
+                for old in (
+                    inside(coadd_root, pid),
+                    inside(output, "catalogs", f"{pid}.parquet"),
+                    inside(output, "qc", f"{pid}.png"),
+                ):
+                    remove_path(old)
                 patch_jobs.append(
                     _patch_job(
                         cfg,
@@ -335,8 +346,7 @@ def run_astro(
         else:
             cluster_info = phase_two(client)
     except KeyboardInterrupt:
-        folders = [output, calexp_root, coadd_root, output / "catalogs", output / "qc"]
-        mark_interrupted([*jobs, *patch_jobs], results, items, folders)
+        mark_interrupted(output, [*jobs, *patch_jobs], results, items)
         list_stores(calexp_root, coadd_root)
         report = write_report(cfg, output, t0, started, cluster_info, results, summary)
         raise RunInterrupted(report) from None

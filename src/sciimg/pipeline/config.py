@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,26 @@ __all__ = [
 PIPELINE_INPUTS = {"neuro": ("dwi", "gtab", "affine", "zooms", "subject", "budget")}
 
 
+#: Names of steps and results become file and folder names under ``output``.
+NAME_RULE = (
+    "must be a simple name (a letter, then letters, digits, '_' or '-'), since "
+    "it names files in the output folder"
+)
+
+
+def is_simple_name(name: object) -> bool:
+    """Whether ``name`` can name a file in the output folder and nothing else.
+
+    Examples
+    --------
+    >>> is_simple_name("fa"), is_simple_name("/tmp/x"), is_simple_name("../up")
+    (True, False, False)
+    """
+    import re
+
+    return isinstance(name, str) and re.fullmatch(r"[A-Za-z][\w-]*", name) is not None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -72,8 +93,8 @@ class InputConfig(_Strict):
         # driver's (on another machine, or started elsewhere): relative paths
         # are taken from where the config is loaded.
         if isinstance(value, list):
-            return [str(Path(v).absolute()) for v in value]
-        return str(Path(value).absolute())
+            return [os.path.abspath(v) for v in value]
+        return os.path.abspath(value)
 
     mask_bits: dict[str, int] | None = Field(
         None,
@@ -119,7 +140,9 @@ class PipelineConfig(_Strict):
     @field_validator("output")
     @classmethod
     def _absolute_output(cls, value: Path) -> Path:
-        return value.absolute()  # written by the workers, as input.path is read
+        # Written by the workers, as input.path is read; '..' resolved here, so
+        # that messages and checks see the folder that is really written.
+        return Path(os.path.abspath(value))
 
     @field_validator("chunk_memory")
     @classmethod
@@ -230,7 +253,9 @@ def _plan_steps(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str], set]
         where = f"steps.{name}"
         inputs = entry.pop("inputs", None) or {}
         problems: list[str] = []
-        if not isinstance(inputs, dict):
+        if not is_simple_name(name):
+            problems.append(f"{where}: a step's name {NAME_RULE}")
+        elif not isinstance(inputs, dict):
             problems.append(f"{where}.inputs: expected a mapping of parameter: result")
         else:
             try:
@@ -262,6 +287,9 @@ def _step_of(
             )
         func = load_function(str(entry["function"]))
         outputs = tuple(entry.get("outputs") or (name,))
+        for output in outputs:
+            if not is_simple_name(output):
+                raise ConfigError(f"outputs: {NAME_RULE}, not {output!r}")
         return Step(name, func, outputs), dict(entry.get("params") or {})
     if name not in builtins:
         raise ConfigError(
@@ -345,7 +373,12 @@ def load_config(
         f"export: {name!r} is not a result of the steps"
         f"{did_you_mean(name, outputs)} (results: {', '.join(sorted(outputs))})"
         for name in cfg.export
-        if name not in outputs | rejected
+        if name not in outputs | rejected and is_simple_name(name)
+    ]
+    errors += [
+        f"export: {NAME_RULE}, not {name!r}"
+        for name in cfg.export
+        if not is_simple_name(name)
     ]
     if errors:
         raise ConfigError("\n".join(f"{origin}: {line}" for line in errors))

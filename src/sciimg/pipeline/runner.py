@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sciimg.errors import OutputError, RunInterrupted
+from sciimg.errors import RunInterrupted
 from sciimg.io import (
     Image,
     Subject,
@@ -27,13 +27,13 @@ from sciimg.io import (
     find_gradient_files,
     open_dwi,
     open_zarr,
-    remove_path,
-    store_attrs,
     write_nifti,
 )
 from sciimg.pipeline import neuro_steps  # noqa: F401  (registers the neuro steps)
 from sciimg.pipeline._jobs import SubjectResult, _Job, _one_line, compute_jobs
 from sciimg.pipeline.config import PipelineConfig
+from sciimg.pipeline.outputs import hold_output, mark_interrupted
+from sciimg.pipeline.records import drop_record, inside, read_record, write_record
 from sciimg.pipeline.report import RunReport, write_report
 from sciimg.pipeline.steps import resolve_arguments
 
@@ -129,7 +129,7 @@ def _build(cfg: PipelineConfig, subject: Subject, fingerprint: str) -> _Job:
         for key in _graph_keys(images[n].data for n in out) - owners.keys():
             owners[key] = planned.name
     writer = ZarrStoreWriter(
-        cfg.output / f"{subject.id}.zarr",
+        inside(cfg.output, f"{subject.id}.zarr"),
         budget=budget,
         attrs={
             "subject": subject.id,
@@ -150,61 +150,18 @@ def _build(cfg: PipelineConfig, subject: Subject, fingerprint: str) -> _Job:
     )
 
 
-def _export(cfg: PipelineConfig, subject_id: str, store: Path) -> list[str]:
+def _export(
+    cfg: PipelineConfig, subject_id: str, store: Path, *, missing_only: bool = False
+) -> list[str]:
+    """Write the config's exports of a store; all of them when the store was just
+    made (an older file must not outlive its store), else only those missing."""
     paths = []
     for name in cfg.export:
-        out = cfg.output / subject_id / f"{name}.nii.gz"
-        if not out.exists():
+        out = inside(cfg.output, subject_id, f"{name}.nii.gz")
+        if not (missing_only and out.exists()):
             write_nifti(open_zarr(store, name), out)
         paths.append(str(out.relative_to(cfg.output)))
     return paths
-
-
-def _clear_stale(output: Path) -> None:
-    """Remove temporaries left by an interrupted run (never a finished output)."""
-    for tmp in output.glob(".*.tmp-*"):
-        remove_path(tmp)
-
-
-def prepare_output(output: Path) -> Path:
-    """Create the output folder and check that it can be written.
-
-    Raises
-    ------
-    OutputError
-        The folder cannot be created or written, named with the reason.
-    """
-    import tempfile
-
-    output = Path(output)
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=output, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise OutputError(output, f"cannot write there ({reason})") from exc
-    _clear_stale(output)
-    return output
-
-
-def mark_interrupted(
-    jobs: list[_Job],
-    results: dict[str, SubjectResult],
-    items: list[tuple[str, str]],
-    folders: list[Path],
-) -> None:
-    """After Ctrl-C: remove the unfinished stores and mark every item that has no
-    result yet as ``interrupted``. Call it once the cluster has stopped, so that
-    no worker writes into a store after it is removed."""
-    for job in jobs:
-        if job.id not in results:
-            job.writer.abort()
-    # A store whose graph was being built when Ctrl-C came has no job yet.
-    for folder in folders:
-        _clear_stale(folder)
-    for item, kind in items:
-        results.setdefault(item, SubjectResult(item, "interrupted", kind=kind))
 
 
 def run_pipeline(
@@ -268,26 +225,27 @@ def run_pipeline(
     # Everything that can be wrong with the input is said before the output
     # folder (and the previous run's record) is touched.
     subjects = discover_subjects(cfg.input.path)
-    output = prepare_output(cfg.output)
-    results: dict[str, SubjectResult] = {}
-    jobs: list[_Job] = []
-    cluster_info: dict[str, Any] = {}
-    try:
-        for subject in subjects:
-            _plan_subject(cfg, subject, force, jobs, results, log)
-        if jobs and client is None:
-            with connect(cfg.cluster, log) as own:
-                cluster_info = {
-                    "kind": cfg.cluster.kind,
-                    **compute_jobs(jobs, own, results, progress, log),
-                }
-        elif jobs:
-            cluster_info = compute_jobs(jobs, client, results, progress, log)
-    except KeyboardInterrupt:
-        mark_interrupted(jobs, results, [(s.id, "subject") for s in subjects], [output])
-        report = write_report(cfg, output, t0, started, cluster_info, results)
-        raise RunInterrupted(report) from None
-    return write_report(cfg, output, t0, started, cluster_info, results)
+    with hold_output(cfg.output) as output:
+        results: dict[str, SubjectResult] = {}
+        jobs: list[_Job] = []
+        cluster_info: dict[str, Any] = {}
+        try:
+            for subject in subjects:
+                _plan_subject(cfg, subject, force, jobs, results, log)
+            if jobs and client is None:
+                with connect(cfg.cluster, log) as own:
+                    cluster_info = {
+                        "kind": cfg.cluster.kind,
+                        **compute_jobs(jobs, own, results, progress, log),
+                    }
+            elif jobs:
+                cluster_info = compute_jobs(jobs, client, results, progress, log)
+        except KeyboardInterrupt:
+            items = [(s.id, "subject") for s in subjects]
+            mark_interrupted(output, jobs, results, items)
+            report = write_report(cfg, output, t0, started, cluster_info, results)
+            raise RunInterrupted(report) from None
+        return write_report(cfg, output, t0, started, cluster_info, results)
 
 
 def _plan_subject(
@@ -298,21 +256,39 @@ def _plan_subject(
     results: dict[str, SubjectResult],
     log,
 ) -> None:
-    """Skip a subject whose store is current, or add its job; a subject that
-    cannot even be planned fails alone."""
-    store = Path(cfg.output) / f"{subject.id}.zarr"
+    """Skip a subject whose outputs are complete and current, or add its job; a
+    subject that cannot even be planned fails alone."""
+    output = Path(cfg.output)
     try:
+        store = inside(output, f"{subject.id}.zarr")
         fingerprint = _subject_fingerprint(cfg, subject)
-        attrs = store_attrs(store) if store.is_dir() and not force else {}
-        if attrs.get("fingerprint") == fingerprint:
+        # Exports are remade from a complete store; the store itself must be there.
+        record = read_record(
+            output, "subject", subject.id, fingerprint, required=[store.name]
+        )
+        record = None if force else record
+        if record is not None:
+            exports = _export(cfg, subject.id, store, missing_only=True)
+            if set(exports) - set(record["outputs"]):
+                # Exports the config asks for only now: the record lists them too.
+                write_record(
+                    output,
+                    "subject",
+                    subject.id,
+                    fingerprint,
+                    [*record["outputs"], *exports],
+                    timings=record.get("timings", {}),
+                )
             results[subject.id] = SubjectResult(
                 subject.id,
                 "skipped",
                 store=store.name,
-                exports=_export(cfg, subject.id, store),
-                steps=attrs.get("timings", {}),
+                exports=exports,
+                steps=record.get("timings", {}),
             )
             return
+        # Not complete, or not current: nothing of it counts until it is redone.
+        drop_record(output, "subject", subject.id)
         jobs.append(_build(cfg, subject, fingerprint))
     except Exception as exc:  # one bad subject must not stop the others
         results[subject.id] = SubjectResult(subject.id, "failed", error=_one_line(exc))
