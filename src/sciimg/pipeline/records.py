@@ -126,7 +126,7 @@ def _is_store(path: Path) -> bool:
     return not sciimg.get("collection")
 
 
-def sweep_temporaries(output: Path, depth: int = 3) -> list[Path]:
+def sweep_temporaries(output: Path, depth: int = 4) -> list[Path]:
     """Remove what an interrupted run left under temporary names (``.<name>.tmp-*``)
     in ``output`` and the folders below it, never inside a finished store.
 
