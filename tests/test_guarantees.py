@@ -183,9 +183,7 @@ def test_an_item_without_its_record_is_redone(tmp_path, data, clean):
     ],
     ids=["export", "step"],
 )
-def test_names_that_would_escape_the_output_are_refused(
-    tmp_path, data, change, message
-):
+def test_escaping_names_are_refused(tmp_path, data, change, message):
     out = tmp_path / "out"
     run = run_sciimg("run", _config(tmp_path, data, out, **change))
     assert run.returncode == 2
