@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sciimg.errors import OutputError, RunInterrupted
+from sciimg.errors import InputError, OutputError, RunInterrupted
 from sciimg.io import (
     Image,
     Subject,
@@ -267,9 +267,13 @@ def run_pipeline(
     cfg.check_paths()
     # Everything that can be wrong with the input is said before the output
     # folder (and the previous run's record) is touched.
-    subjects = discover_subjects(cfg.input.path)
+    undiscovered: dict[str, InputError] = {}
+    subjects = discover_subjects(cfg.input.path, errors=undiscovered)
     output = prepare_output(cfg.output)
     results: dict[str, SubjectResult] = {}
+    for sid, exc in undiscovered.items():  # a duplicate id, a symlink loop
+        results[sid] = SubjectResult(sid, "failed", error=_one_line(exc))
+        log(f"{sid}: failed: {results[sid].error}")
     jobs: list[_Job] = []
     cluster_info: dict[str, Any] = {}
     try:
