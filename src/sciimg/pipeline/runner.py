@@ -109,6 +109,7 @@ def _build(cfg: PipelineConfig, subject: Subject, fingerprint: str) -> _Job:
         "affine": dwi.affine,
         "zooms": dwi.zooms,
         "subject": subject.id,
+        "source": str(subject.dwi),  # named by steps' errors about its voxels
         "budget": budget,
     }
     owners = dict.fromkeys(_graph_keys([dwi.data]), "read")
