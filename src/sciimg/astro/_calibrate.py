@@ -1,4 +1,4 @@
-"""Calibrate one CCD exposure: background, cosmic rays, photometric scale.
+"""Calibrate one CCD exposure: saturation, background, cosmic rays, photometric scale.
 
 A CCD is the natural unit here: the background model is a smooth surface over the
 whole detector, and L.A.Cosmic looks at every pixel's neighbourhood. Each function
@@ -164,6 +164,23 @@ def detect_cosmic_rays(
     return np.asarray(hits, dtype=bool) & ~bad
 
 
+def _check_variance(variance: np.ndarray, source: str) -> None:
+    """A variance plane with no usable value weights nothing: every star's
+    significance is undefined, and the PSF measurement that follows would blame
+    the stars. Said here, naming the plane."""
+    usable = np.isfinite(variance) & (variance > 0)
+    if usable.any():
+        return
+    if np.isnan(variance).all():
+        raise InputError(source, "VARIANCE plane is all NaN")
+    finite = np.isfinite(variance)
+    raise InputError(
+        source,
+        f"VARIANCE plane has no positive values ({int(finite.sum())} zero or "
+        f"negative, {int((~finite).sum())} NaN or infinite)",
+    )
+
+
 def _calibrate_ccd(
     image,
     variance,
@@ -185,16 +202,22 @@ def _calibrate_ccd(
     finite = np.isfinite(image)
     if not finite.any():
         raise InputError(source or "image", "all pixels are NaN or infinite")
-    mask = (
-        np.zeros(image.shape, np.int32) if mask is None else np.asarray(mask, np.int32)
-    )
     if variance is None:
         variance = np.maximum(image, 0) / gain + (read_noise / gain) ** 2
+    else:
+        _check_variance(_native(variance), source or "image")
     variance = _native(variance)
+    mask = (
+        np.zeros(image.shape, np.int32)
+        if mask is None
+        else np.array(mask, np.int32)  # a copy: flags are added below
+    )
+    if saturate is not None:
+        # Before the background and the cosmic rays, which both leave SAT out.
+        mask[image >= saturate] |= bitmask(["SAT"], mask_bits)
     background = estimate_background(
         image, mask, mask_bits=mask_bits, mesh=mesh, filter_size=filter_size
     )
-    mask = mask.copy()
     if cosmic_rays:
         hits = detect_cosmic_rays(
             image,
@@ -248,8 +271,11 @@ def calibrate(
     scale : float
         Photometric scale to the common zero point, e.g.
         ``10 ** (0.4 * (27 - MAGZERO))``; variance is scaled by its square.
-    gain, read_noise, saturate : float
-        Detector properties for cosmic-ray detection (e-/ADU, e-, ADU).
+    gain, read_noise : float
+        Detector properties for cosmic-ray detection (e-/ADU, e-).
+    saturate : float, optional
+        Saturation level in ADU: pixels at or above it get the ``SAT`` bit (if
+        the mask has one) and are left out of the background and cosmic rays.
     background_mesh, background_filter : int
         sep background cell size (pixels) and median filter (cells).
     cosmic_rays : bool
@@ -262,8 +288,15 @@ def calibrate(
     Returns
     -------
     dict of dask arrays
-        ``image`` (background-subtracted, scaled), ``variance``, ``mask`` (with
-        ``CR`` bits added) and ``background`` (scaled), each one chunk.
+        ``image`` (background-subtracted, scaled), ``variance``, ``mask`` (the
+        input's bits, with ``SAT`` and ``CR`` bits added) and ``background``
+        (scaled), each one chunk.
+
+    Raises
+    ------
+    InputError
+        When computed: the image is all NaN, or the variance plane has no
+        positive value (all NaN, zero or negative).
 
     Examples
     --------
