@@ -15,8 +15,8 @@ def _median_otsu(
     numpass: int,
     dilate: int | None,
     finalize_mask: bool,
-    require_signal: bool,
-    source: str,
+    require_signal: bool = True,
+    source: str = "volume",
 ) -> np.ndarray:
     import warnings
 
