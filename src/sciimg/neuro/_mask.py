@@ -55,9 +55,9 @@ def _check_not_constant(volume: np.ndarray, source: str) -> None:
 
 def _check_brain_in_mask(volume: np.ndarray, mask: np.ndarray, source: str) -> None:
     """The mask must hold some voxel brighter than the background, taken as the
-    median outside the mask (air and noise). Real heads are far brighter (2-100
-    times, on dipy's and nibabel's examples); an empty mask, or one of noise
-    alone, is no brain."""
+    median outside the mask (air and noise). Real heads leave a wide margin: the
+    median voxel inside is 2.6 times the background on dipy's small_64D, and
+    nibabel's example4d has a background of 0. An empty mask holds no head."""
     inside = volume[mask]
     outside = volume[~mask]
     background = float(np.median(outside)) if outside.size else float(volume.min())
