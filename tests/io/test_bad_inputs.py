@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 
 from sciimg.errors import InputError
-from sciimg.io import open_dwi, open_exposure
+from sciimg.io import open_dwi, open_exposure, read_gradients
 
 
 def _dwi(tmp_path, data, nvol_grad=None, name="sub-01_dwi.nii.gz"):
@@ -74,6 +74,22 @@ def _empty_file(tmp_path):
     return p
 
 
+def _bvals_in_ms(tmp_path):
+    # 1-3 ms/µm² written where s/mm² (1000-3000) belong.
+    p = _dwi(tmp_path, _good())
+    bvals = np.r_[0, np.tile([1.0, 2.0, 3.0], 2)]
+    np.savetxt(tmp_path / "sub-01_dwi.bval", bvals[None], fmt="%g")
+    return p
+
+
+def _bvecs_not_unit(tmp_path):
+    p = _dwi(tmp_path, _good())
+    bvecs = np.r_[[[0, 0, 0]], np.tile([[1.0, 0, 0]], (6, 1))]
+    bvecs[4] = [0.5, 0, 0]
+    np.savetxt(tmp_path / "sub-01_dwi.bvec", bvecs.T)
+    return p
+
+
 CASES = [
     (_not_nifti, "not a readable NIfTI|no reader"),
     (_truncated_nii, "truncated"),
@@ -83,6 +99,16 @@ CASES = [
     (_nans, "NaN"),
     (_no_gradients, "no gradient table"),
     (_empty_file, "not a readable NIfTI|no reader"),
+    (
+        _bvals_in_ms,
+        "sub-01_dwi.bval: largest b-value is 3, below 50: the values look like "
+        "ms/µm², but this file must give s/mm²",
+    ),
+    (
+        _bvecs_not_unit,
+        r"sub-01_dwi.bvec: the b-vector of volume 4 \(counting from 0; b=1000\) has "
+        r"length 0.5, not 1 ± 0.01; vectors of diffusion-weighted volumes",
+    ),
 ]
 
 
@@ -103,6 +129,20 @@ def test_bad_input_one_line_error(tmp_path, make, message):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         open_dwi(tmp_path / "nope.nii.gz")
+
+
+def test_real_gradient_tables_pass(small_64d):
+    # dipy's real scan: b ≈ 1000 with vectors normalised to 1e-16, and a b0.
+    _, bval, bvec = small_64d
+    assert read_gradients(bval, bvec).bvals.max() > 1000
+
+
+def test_b0_vectors_may_be_zero_or_nan(tmp_path):
+    np.savetxt(tmp_path / "x.bval", [[0, 5, 1000, 2000]], fmt="%g")
+    vectors = [[np.nan, 0, 1, 0.6], [np.nan, 0, 0, 0.8], [np.nan, 0, 0, 0]]
+    np.savetxt(tmp_path / "x.bvec", vectors)
+    gtab = read_gradients(tmp_path / "x.bval", tmp_path / "x.bvec")
+    assert gtab.bvals.tolist() == [0, 0, 1000, 2000]  # dipy's b0 for a zero vector
 
 
 def test_good_file_passes(tmp_path):

@@ -4,6 +4,7 @@ import pytest
 from dipy.reconst.dti import TensorModel
 from dipy.segment.mask import median_otsu
 
+from sciimg.errors import InputError
 from sciimg.neuro import DTI_MAPS, b0_indices, fit_dti
 from tests.neuro.conftest import chunked
 
@@ -63,3 +64,17 @@ def test_gtab_must_match():
 
     with pytest.raises(ValueError, match="entries"):
         fit_dti(da.zeros((4, 4, 4, 3)), multishell_gtab(directions=6))
+
+
+def test_a_table_without_enough_directions_is_an_error():
+    from dipy.core.gradients import gradient_table
+
+    only_b0 = gradient_table(np.zeros(4), bvecs=np.zeros((4, 3)))
+    with pytest.raises(InputError, match=r"^x.nii: cannot give a diffusion tensor"):
+        fit_dti(da.zeros((4, 4, 4, 4)), only_b0, source="x.nii")
+    one_axis = gradient_table(
+        np.r_[0, np.full(6, 1000.0)],
+        bvecs=np.r_[[[0, 0, 0]], np.tile([[1.0, 0, 0]], (6, 1))],
+    )
+    with pytest.raises(InputError, match=r"6 diffusion-weighted .* rank 2 of 7"):
+        fit_dti(da.zeros((4, 4, 4, 7)), one_axis)

@@ -1,15 +1,11 @@
 """The astronomy pipeline's steps as functions on (dask) arrays: calibrate, sky map,
 warp, co-add, detect. No I/O and no cluster here; see :mod:`sciimg.pipeline`."""
 
-from sciimg.astro._calibrate import (
-    calibrate,
-    detect_cosmic_rays,
-    estimate_background,
-    measure_psf_fwhm,
-)
+from sciimg.astro._calibrate import calibrate, detect_cosmic_rays, estimate_background
 from sciimg.astro._coadd import WarpSource, clipped_mean, coadd, coadd_patch
 from sciimg.astro._detect import CATALOG_COLUMNS, FLAG_NO_DATA, FLAG_SATURATED, detect
 from sciimg.astro._masks import COADD_BITS, DEFAULT_BITS, bitmask
+from sciimg.astro._psf import measure_psf_fwhm
 from sciimg.astro._qc import plot_detections
 from sciimg.astro._skymap import Patch, SkyMap, make_skymap
 from sciimg.astro._warp import input_box, psf_match_sigma, warp

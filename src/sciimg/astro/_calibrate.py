@@ -1,4 +1,4 @@
-"""Calibrate one CCD exposure: background, cosmic rays, photometric scale, PSF size.
+"""Calibrate one CCD exposure: saturation, background, cosmic rays, photometric scale.
 
 A CCD is the natural unit here: the background model is a smooth surface over the
 whole detector, and L.A.Cosmic looks at every pixel's neighbourhood. Each function
@@ -13,25 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from sciimg.astro._masks import DEFAULT_BITS, _flagged, _whole, bitmask
+from sciimg.astro._masks import (
+    BAD_FLAGS,
+    DEFAULT_BITS,
+    _flagged,
+    _native,
+    _whole,
+    bitmask,
+)
 from sciimg.errors import InputError
 
-__all__ = [
-    "calibrate",
-    "detect_cosmic_rays",
-    "estimate_background",
-    "measure_psf_fwhm",
-]
-
-FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-
-#: Flags whose pixels carry no usable signal.
-BAD_FLAGS = ("BAD", "SAT", "CR", "NO_DATA", "EDGE")
-
-
-def _native(a) -> np.ndarray:
-    """C-contiguous native-endian float32, as sep requires (FITS is big-endian)."""
-    return np.ascontiguousarray(np.asarray(a), dtype=np.float32)
+__all__ = ["calibrate", "detect_cosmic_rays", "estimate_background"]
 
 
 def estimate_background(
@@ -172,121 +164,21 @@ def detect_cosmic_rays(
     return np.asarray(hits, dtype=bool) & ~bad
 
 
-def measure_psf_fwhm(
-    image,
-    mask=None,
-    *,
-    variance=None,
-    mask_bits: Mapping[str, int] | None = None,
-    threshold: float = 10.0,
-    min_stars: int = 3,
-    source: str | None = None,
-) -> float:
-    """FWHM of the PSF in pixels, from the half-light radii of bright stars.
-
-    Sources are found with sep at ``threshold`` σ; the stars are the tight group
-    of the smallest half-light radii (galaxies are larger, blends larger still).
-    For a Gaussian PSF the FWHM is twice the half-light radius (less the
-    broadening by the pixels themselves).
-
-    Parameters
-    ----------
-    image : array_like, shape (ny, nx)
-        Background-subtracted.
-    mask : array_like of int, optional
-        Sources touching flagged pixels (saturated, bad) are not used.
-    variance : array_like, optional
-        Per-pixel noise; default the image's own background noise.
-    threshold : float
-        Detection threshold in σ; only bright stars measure the PSF well.
-    min_stars : int
-        Fewer usable stars than this is an error.
-    source : str, optional
-        Named in the error message.
-
-    Returns
-    -------
-    float
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> yy, xx = np.mgrid[:96, :96]
-    >>> s = 3.0 / 2.3548
-    >>> img = sum(5000 * np.exp(-((xx - x)**2 + (yy - y)**2) / (2 * s**2))
-    ...           for x, y in [(20, 20), (70, 25), (30, 70), (75, 75)])
-    >>> img = img + np.random.default_rng(0).normal(0, 5, img.shape)
-    >>> bool(abs(measure_psf_fwhm(img) - 3.0) < 0.15)
-    True
-    """
-    import sep
-
-    data = _native(image)
-    invalid = ~np.isfinite(data)
-    flagged = _flagged(mask, bitmask(BAD_FLAGS, mask_bits), data.shape) | invalid
-    data = np.where(invalid, 0, data).astype(np.float32)
-    if variance is not None:
-        err = np.sqrt(np.clip(_native(variance), 0, None)).astype(np.float32)
-        err[~np.isfinite(err)] = 0
-    else:
-        err = float(sep.Background(data, mask=flagged).globalrms)
-    objects = sep.extract(data, threshold, err=err, mask=flagged, minarea=5)
-    if len(objects):
-        x, y = objects["x"], objects["y"]
-        inside = (x > 8) & (x < data.shape[1] - 9) & (y > 8) & (y < data.shape[0] - 9)
-        objects = objects[(objects["flag"] == 0) & inside]
-    if len(objects):
-        radius, flags = sep.flux_radius(
-            data,
-            objects["x"],
-            objects["y"],
-            6.0 * objects["a"],
-            0.5,
-            normflux=_total(data, objects),
-            subpix=5,
-        )
-        near_flag = _touches(flagged, objects)
-        # Anything sharper than a 1.2-pixel FWHM is a cosmic ray or a hot pixel,
-        # not a star.
-        radius = radius[
-            (flags == 0) & ~near_flag & np.isfinite(radius) & (radius > 0.6)
-        ]
-    else:
-        radius = np.array([])
-    if radius.size < min_stars:
-        where = source or "image"
-        raise InputError(
-            where,
-            f"cannot measure the PSF: {radius.size} usable stars above "
-            f"{threshold:g} sigma (need {min_stars})",
-        )
-    # The stellar locus is the tight group at the small end of the radii.
-    low = np.percentile(radius, 25)
-    stars = radius[radius <= 1.2 * low]
-    # A Gaussian's half-light radius is 1.1774 sigma; pixels add 1/12 px² to the
-    # sigma² measured from pixel sums.
-    sigma2 = (np.median(stars) / np.sqrt(2 * np.log(2))) ** 2 - 1.0 / 12.0
-    return float(FWHM_PER_SIGMA * np.sqrt(max(sigma2, 0.0)))
-
-
-def _total(data: np.ndarray, objects) -> np.ndarray:
-    """Total flux of each object in a generous circle (normalises flux_radius)."""
-    import sep
-
-    r = np.maximum(8.0 * objects["a"], 8.0)
-    flux, _, _ = sep.sum_circle(data, objects["x"], objects["y"], r, subpix=5)
-    return flux
-
-
-def _touches(flagged: np.ndarray, objects, radius: int = 6) -> np.ndarray:
-    out = np.zeros(len(objects), dtype=bool)
-    for i, (x, y) in enumerate(zip(objects["x"], objects["y"], strict=True)):
-        xi, yi = round(x), round(y)
-        box = flagged[
-            max(yi - radius, 0) : yi + radius + 1, max(xi - radius, 0) : xi + radius + 1
-        ]
-        out[i] = bool(box.any())
-    return out
+def _check_variance(variance: np.ndarray, source: str) -> None:
+    """A variance plane with no usable value weights nothing: every star's
+    significance is undefined, and the PSF measurement that follows would blame
+    the stars. Said here, naming the plane."""
+    usable = np.isfinite(variance) & (variance > 0)
+    if usable.any():
+        return
+    if np.isnan(variance).all():
+        raise InputError(source, "VARIANCE plane is all NaN")
+    finite = np.isfinite(variance)
+    raise InputError(
+        source,
+        f"VARIANCE plane has no positive values ({int(finite.sum())} zero or "
+        f"negative, {int((~finite).sum())} NaN or infinite)",
+    )
 
 
 def _calibrate_ccd(
@@ -310,16 +202,22 @@ def _calibrate_ccd(
     finite = np.isfinite(image)
     if not finite.any():
         raise InputError(source or "image", "all pixels are NaN or infinite")
-    mask = (
-        np.zeros(image.shape, np.int32) if mask is None else np.asarray(mask, np.int32)
-    )
     if variance is None:
         variance = np.maximum(image, 0) / gain + (read_noise / gain) ** 2
+    else:
+        _check_variance(_native(variance), source or "image")
     variance = _native(variance)
+    mask = (
+        np.zeros(image.shape, np.int32)
+        if mask is None
+        else np.array(mask, np.int32)  # a copy: flags are added below
+    )
+    if saturate is not None:
+        # Before the background and the cosmic rays, which both leave SAT out.
+        mask[image >= saturate] |= bitmask(["SAT"], mask_bits)
     background = estimate_background(
         image, mask, mask_bits=mask_bits, mesh=mesh, filter_size=filter_size
     )
-    mask = mask.copy()
     if cosmic_rays:
         hits = detect_cosmic_rays(
             image,
@@ -373,8 +271,11 @@ def calibrate(
     scale : float
         Photometric scale to the common zero point, e.g.
         ``10 ** (0.4 * (27 - MAGZERO))``; variance is scaled by its square.
-    gain, read_noise, saturate : float
-        Detector properties for cosmic-ray detection (e-/ADU, e-, ADU).
+    gain, read_noise : float
+        Detector properties for cosmic-ray detection (e-/ADU, e-).
+    saturate : float, optional
+        Saturation level in ADU: pixels at or above it get the ``SAT`` bit (if
+        the mask has one) and are left out of the background and cosmic rays.
     background_mesh, background_filter : int
         sep background cell size (pixels) and median filter (cells).
     cosmic_rays : bool
@@ -387,8 +288,15 @@ def calibrate(
     Returns
     -------
     dict of dask arrays
-        ``image`` (background-subtracted, scaled), ``variance``, ``mask`` (with
-        ``CR`` bits added) and ``background`` (scaled), each one chunk.
+        ``image`` (background-subtracted, scaled), ``variance``, ``mask`` (the
+        input's bits, with ``SAT`` and ``CR`` bits added) and ``background``
+        (scaled), each one chunk.
+
+    Raises
+    ------
+    InputError
+        When computed: the image is all NaN, or the variance plane has no
+        positive value (all NaN, zero or negative).
 
     Examples
     --------

@@ -8,7 +8,7 @@ import numpy as np
 
 from sciimg.io._exposure import DEFAULT_MASK_BITS
 
-__all__ = ["COADD_BITS", "DEFAULT_BITS", "bitmask"]
+__all__ = ["BAD_FLAGS", "COADD_BITS", "DEFAULT_BITS", "bitmask"]
 
 #: Bit index of each named flag when a file does not say (LSST's ``MP_*`` order);
 #: the reader's table, so files and steps agree.
@@ -17,6 +17,10 @@ DEFAULT_BITS: dict[str, int] = DEFAULT_MASK_BITS
 #: Bits of a coadd's mask plane: the input flags that matter downstream, plus
 #: ``CLIPPED`` where at least one visit was rejected as an outlier.
 COADD_BITS: dict[str, int] = {**DEFAULT_BITS, "CLIPPED": 9}
+
+#: Flags whose pixels carry no usable signal: left out of an exposure's
+#: background and of the stars that measure its PSF.
+BAD_FLAGS = ("BAD", "SAT", "CR", "NO_DATA", "EDGE")
 
 
 def bitmask(names: Iterable[str], bits: Mapping[str, int] | None = None) -> int:
@@ -35,6 +39,11 @@ def bitmask(names: Iterable[str], bits: Mapping[str, int] | None = None) -> int:
         if name in bits:
             value |= 1 << int(bits[name])
     return value
+
+
+def _native(a) -> np.ndarray:
+    """C-contiguous native-endian float32, as sep requires (FITS is big-endian)."""
+    return np.ascontiguousarray(np.asarray(a), dtype=np.float32)
 
 
 def _flagged(mask: np.ndarray | None, value: int, shape) -> np.ndarray:

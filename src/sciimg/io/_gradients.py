@@ -10,6 +10,17 @@ from sciimg.errors import InputError
 
 __all__ = ["find_gradient_files", "image_stem", "make_gtab", "read_gradients"]
 
+#: A largest b-value below this (s/mm²) is no diffusion protocol in s/mm²: even
+#: IVIM, which samples the smallest weightings, goes up to b ≈ 800-1000. It is a
+#: table in ms/µm² (1 ms/µm² = 1000 s/mm²; typical 1-3, ex vivo up to ~40).
+MIN_LARGEST_BVALUE = 50.0
+
+#: dipy's own limits, kept so that every table passing here also passes dipy:
+#: volumes with b above ``B0_THRESHOLD`` need vectors of length 1 ± ``UNIT_TOL``
+#: (volumes at or below it are b0s, whose vectors may be zero).
+B0_THRESHOLD = 50.0
+UNIT_TOL = 0.01
+
 
 def image_stem(path: str | Path) -> str:
     """A file name without its image suffix (``.nii.gz`` counts as one).
@@ -90,7 +101,10 @@ def read_gradients(
     Raises
     ------
     InputError
-        A file is unreadable, malformed, or does not match ``n_volumes``.
+        A file is unreadable, malformed, or does not match ``n_volumes``; the
+        largest b-value is below :data:`MIN_LARGEST_BVALUE` (a table in ms/µm²);
+        a diffusion-weighted volume's vector is not unit length (the volume is
+        named).
 
     Examples
     --------
@@ -119,8 +133,38 @@ def read_gradients(
         raise InputError(
             bval, f"lists {len(bvals)} b-values but {where} has {n_volumes} volumes"
         )
-    # Scanners write NaN vectors for b0 volumes and dipy zeroes them; vectors of
-    # weighted volumes are checked by dipy (unit norm).
     if not np.all(np.isfinite(bvals)):
         raise InputError(bval, "b-values contain NaN or infinity")
+    _check_unit(bvals, bval)
+    _check_vectors(bvals, bvecs, bvec)
     return make_gtab(bvals, bvecs, source=bvec)
+
+
+def _check_unit(bvals: np.ndarray, source: Path) -> None:
+    """A table in ms/µm² would pass every other check and give diffusivities
+    1000 times too large: its largest b-value is what gives it away."""
+    largest = float(bvals.max(initial=0.0))
+    if 0 < largest < MIN_LARGEST_BVALUE:
+        raise InputError(
+            source,
+            f"largest b-value is {largest:g}, below {MIN_LARGEST_BVALUE:g}: the "
+            "values look like ms/µm², but this file must give s/mm² (1 ms/µm² "
+            "= 1000 s/mm²)",
+        )
+
+
+def _check_vectors(bvals: np.ndarray, bvecs: np.ndarray, source: Path) -> None:
+    """Vectors of diffusion-weighted volumes must be unit length; said per volume,
+    where dipy only says that some vector is not."""
+    # Scanners write NaN vectors for b0 volumes; dipy zeroes them.
+    norms = np.linalg.norm(np.nan_to_num(bvecs, nan=0.0), axis=1)
+    off = np.flatnonzero((bvals > B0_THRESHOLD) & (np.abs(norms - 1) > UNIT_TOL))
+    if off.size:
+        i = int(off[0])
+        also = f" (and {off.size - 1} more)" if off.size > 1 else ""
+        raise InputError(
+            source,
+            f"the b-vector of volume {i} (counting from 0; b={bvals[i]:g}) has "
+            f"length {norms[i]:.3g}, not 1 ± {UNIT_TOL:g}{also}; vectors of "
+            "diffusion-weighted volumes must be unit length",
+        )

@@ -6,6 +6,7 @@ from typing import Literal
 
 import numpy as np
 
+from sciimg.errors import InputError
 from sciimg.io._chunks import chunks_for
 
 __all__ = ["DTI_MAPS", "fit_dti", "tensor_maps"]
@@ -87,6 +88,23 @@ def tensor_maps(params, *, dtype=np.float32) -> dict:
     return out
 
 
+def _check_table(gtab, source: str | None) -> None:
+    """A tensor has six unknowns and the b0 signal a seventh: a table whose design
+    matrix has a lower rank (only b0s, say, as for a topup pair, or fewer than
+    six directions) fits zeros everywhere, which dipy does without a word."""
+    from dipy.reconst.dti import design_matrix
+
+    rank = int(np.linalg.matrix_rank(design_matrix(gtab)))
+    if rank < 7:
+        weighted = int(np.count_nonzero(~gtab.b0s_mask))
+        raise InputError(
+            source or "gradient table",
+            f"cannot give a diffusion tensor: its {weighted} diffusion-weighted "
+            f"volumes leave the tensor fit with rank {rank} of 7 (a tensor needs "
+            "at least 6 non-collinear gradient directions and a b0)",
+        )
+
+
 def fit_dti(
     data,
     gtab,
@@ -95,6 +113,7 @@ def fit_dti(
     fit_method: Literal["WLS", "OLS", "NLLS"] = "WLS",
     budget: int | str | None = None,
     dtype=np.float32,
+    source: str | None = None,
 ) -> dict:
     """Fit diffusion tensors (dipy ``TensorModel``) block by block of voxels.
 
@@ -115,11 +134,19 @@ def fit_dti(
         Bytes per block of input voxels.
     dtype : dtype
         Type of the returned maps.
+    source : str, optional
+        The series' file, named in errors.
 
     Returns
     -------
     dict of dask.array.Array
         ``fa, md, ad, rd, rgb, evals, evecs`` (see :func:`tensor_maps`).
+
+    Raises
+    ------
+    InputError
+        The gradient table cannot determine a tensor (fewer than six
+        diffusion-weighted directions, or none).
 
     Examples
     --------
@@ -142,6 +169,7 @@ def fit_dti(
     if fit_method not in ("WLS", "OLS", "NLLS"):
         msg = f"fit_method must be 'WLS', 'OLS' or 'NLLS', got {fit_method!r}"
         raise ValueError(msg)
+    _check_table(gtab, source)
     # Regroup from whole volumes to voxel blocks with every volume: the shuffle the
     # paper's Spark plan did by hand with a groupBy.
     data = data.rechunk(chunks_for(data.shape, data.dtype, budget=budget, whole=(3,)))

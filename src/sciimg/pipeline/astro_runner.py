@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sciimg.astro import Patch, plot_detections
-from sciimg.errors import RunInterrupted
+from sciimg.errors import InputError, RunInterrupted
 from sciimg.io import (
     ZarrStoreWriter,
     discover_exposures,
@@ -186,23 +186,37 @@ def run_astro(
     cfg.check_paths()
     # Everything that can be wrong with the input is said before the output
     # folder (and the previous run's record) is touched.
-    exposures = discover_exposures(cfg.input.path)
+    undiscovered: dict[str, InputError] = {}
+    exposures = discover_exposures(cfg.input.path, errors=undiscovered)
     with hold_output(cfg.output) as output:
         return _run_held(
-            cfg, output, exposures, force, client, progress, log, (t0, started)
+            cfg,
+            output,
+            (exposures, undiscovered),
+            force,
+            client,
+            progress,
+            log,
+            (t0, started),
         )
 
 
-def _run_held(cfg, output, exposures, force, client, progress, log, clock):
+def _run_held(cfg, output, found, force, client, progress, log, clock):
     """The run, once its output folder is held."""
     from sciimg.io import open_exposure
     from sciimg.pipeline.cluster import connect
 
     t0, started = clock
+    exposures, undiscovered = found
     calexp_root = ensure_collection(output / "calexp.zarr", {"pipeline": "astro"})
     coadd_root = ensure_collection(output / "coadd.zarr", {"pipeline": "astro"})
     steps = {s.name: s for s in cfg.plan()}
     results: dict[str, SubjectResult] = {}
+    for eid, exc in undiscovered.items():  # a duplicate id, a symlink loop
+        results[eid] = SubjectResult(
+            eid, "failed", error=_one_line(exc), kind="exposure"
+        )
+        log(f"{eid}: failed: {results[eid].error}")
     planes = cfg.input.planes
     calib_fp = _hash(
         steps["calibrate"].params,

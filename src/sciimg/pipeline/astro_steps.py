@@ -23,6 +23,7 @@ from sciimg.astro import (
     measure_psf_fwhm,
 )
 from sciimg.astro._masks import _whole
+from sciimg.errors import InputError
 from sciimg.pipeline.steps import register_step
 
 __all__ = [
@@ -70,7 +71,11 @@ class CalibrateParams(_Params):
     )
     gain_key: str = "GAIN"
     read_noise_key: str = "RDNOISE"
-    saturate_key: str = "SATURATE"
+    saturate_key: str = Field(
+        "SATURATE",
+        description="header keyword of the saturation level, ADU (then SATURATE, "
+        "SATLEVEL); pixels at or above it are flagged SAT",
+    )
 
 
 class SkyMapParams(_Params):
@@ -141,6 +146,41 @@ def _header_value(header, key: str | None, default=None):
     return header[key]
 
 
+#: Saturation keywords tried after the configured one: ``SATURATE`` is the one
+#: SExtractor reads and DECam's and LCO's pipelines write; ``SATLEVEL`` is
+#: written by some reduction scripts.
+_SATURATION_KEYS = ("SATURATE", "SATLEVEL")
+
+
+def _saturation_level(header, key: str | None, source: str) -> float | None:
+    """The saturation level in ADU from the header, or None if it says none.
+
+    A level of zero or below means unknown (some observatories write 0 there;
+    as a level it would flag every pixel), and the next keyword is tried.
+
+    Raises
+    ------
+    InputError
+        The keyword holds something other than a number.
+
+    Examples
+    --------
+    >>> from astropy.io import fits
+    >>> _saturation_level(fits.Header({"SATLEVEL": 60000}), "SATURATE", "x.fits")
+    60000.0
+    >>> _saturation_level(fits.Header({"SATURATE": 0.0}), "SATURATE", "x.fits")
+    """
+    for name in dict.fromkeys([k for k in (key, *_SATURATION_KEYS) if k]):
+        if name not in header:
+            continue
+        value = header[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(source, f"{name} = {value!r} is not a number")
+        if np.isfinite(value) and value > 0:
+            return float(value)
+    return None
+
+
 @register_step(
     "calibrate",
     pipeline="astro",
@@ -177,7 +217,7 @@ def calibrate_step(
         scale=scale,
         gain=float(_header_value(header, gain_key, 1.0)),
         read_noise=float(_header_value(header, read_noise_key, 0.0)),
-        saturate=_header_value(header, saturate_key),
+        saturate=_saturation_level(header, saturate_key, str(exposure.source)),
         background_mesh=background_mesh,
         background_filter=background_filter,
         cosmic_rays=cosmic_rays,

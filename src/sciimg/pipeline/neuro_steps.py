@@ -56,6 +56,7 @@ def mask_step(
     dwi,
     gtab,
     budget=None,
+    source=None,
     *,
     b0_threshold,
     median_radius,
@@ -70,6 +71,7 @@ def mask_step(
         numpass=numpass,
         dilate=dilate,
         finalize_mask=finalize_mask,
+        source=source,
     )
     return {"mean_b0": b0, "mask": mask}
 
@@ -101,5 +103,7 @@ def denoise_step(dwi, mask, *, method, patch_radius, block_radius, rician, n_coi
         "evecs": ("x", "y", "z", "component", "eigenvector"),
     },
 )
-def dti_step(denoised, gtab, mask, budget=None, *, fit_method):
-    return fit_dti(denoised, gtab, mask=mask, fit_method=fit_method, budget=budget)
+def dti_step(denoised, gtab, mask, budget=None, source=None, *, fit_method):
+    return fit_dti(
+        denoised, gtab, mask=mask, fit_method=fit_method, budget=budget, source=source
+    )

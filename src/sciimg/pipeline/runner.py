@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sciimg.errors import RunInterrupted
+from sciimg.errors import InputError, RunInterrupted
 from sciimg.io import (
     Image,
     Subject,
@@ -109,6 +109,7 @@ def _build(cfg: PipelineConfig, subject: Subject, fingerprint: str) -> _Job:
         "affine": dwi.affine,
         "zooms": dwi.zooms,
         "subject": subject.id,
+        "source": str(subject.dwi),  # named by steps' errors about its voxels
         "budget": budget,
     }
     owners = dict.fromkeys(_graph_keys([dwi.data]), "read")
@@ -224,9 +225,13 @@ def run_pipeline(
     cfg.check_paths()
     # Everything that can be wrong with the input is said before the output
     # folder (and the previous run's record) is touched.
-    subjects = discover_subjects(cfg.input.path)
+    undiscovered: dict[str, InputError] = {}
+    subjects = discover_subjects(cfg.input.path, errors=undiscovered)
     with hold_output(cfg.output) as output:
         results: dict[str, SubjectResult] = {}
+        for sid, exc in undiscovered.items():  # a duplicate id, a symlink loop
+            results[sid] = SubjectResult(sid, "failed", error=_one_line(exc))
+            log(f"{sid}: failed: {results[sid].error}")
         jobs: list[_Job] = []
         cluster_info: dict[str, Any] = {}
         try:
