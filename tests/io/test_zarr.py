@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import astropy
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -21,6 +22,14 @@ from sciimg.io import (
     write_nifti,
     write_zarr,
 )
+
+
+@pytest.fixture(autouse=True)
+def _in_process():
+    # The readers of other libraries (ngff-zarr's arrays) cannot be pickled to a
+    # distributed cluster that another test left as the default.
+    with dask.config.set(scheduler="synchronous"):
+        yield
 
 
 def test_nifti_zarr_nifti_is_exact(tmp_path, small_64d, example4d):
@@ -229,14 +238,14 @@ def test_collection_of_stores_lists_their_images(tmp_path):
     write_zarr(root / "e1", {"image": _image("3d")})
     assert update_series(root) == ["e1/image", "e2/image", "e2/mask"]
     attrs = json.loads((root / "zarr.json").read_text())["attributes"]
-    assert attrs["sciimg"] == {"pipeline": "astro"}
+    assert attrs["sciimg"] == {"pipeline": "astro", "collection": True}
     ngff_zarr.validate(attrs, version="0.5", model="bf2raw")
     listing = json.loads((root / "OME" / "zarr.json").read_text())["attributes"]
     ngff_zarr.validate(listing, version="0.5", model="ome")
     image = ngff_zarr.from_ome_zarr(str(root / "e2" / "mask"), validate=True)
     assert image.images[0].data.dtype == bool
     ensure_collection(root, {"run": 2})  # reopened: attrs merge, listing kept
-    assert store_attrs(root) == {"pipeline": "astro", "run": 2}
+    assert store_attrs(root) == {"pipeline": "astro", "run": 2, "collection": True}
     after = json.loads((root / "OME" / "zarr.json").read_text())["attributes"]
     assert after == listing
 

@@ -8,8 +8,9 @@ from sciimg.io import open_dwi
 @pytest.fixture(autouse=True)
 def _threads():
     # The step functions are checked with the threaded scheduler; the runner tests
-    # run them on a real cluster.
-    with dask.config.set(scheduler="threads"):
+    # run them on a real cluster. Rechunking by tasks, not p2p, which dask picks
+    # when another test's distributed client is still the default.
+    with dask.config.set({"scheduler": "threads", "array.rechunk.method": "tasks"}):
         yield
 
 
