@@ -10,7 +10,7 @@ import yaml
 from sciimg.errors import ConfigError
 from sciimg.pipeline import load_config
 from sciimg.pipeline.cluster import connect
-from sciimg.pipeline.cluster_config import ClusterConfig
+from sciimg.pipeline.cluster_config import ClusterConfig, parse_duration
 from sciimg.pipeline.jobscript import driver_script, worker_script
 from tests.helpers import dask_config_dir, run_sciimg
 
@@ -268,3 +268,12 @@ def test_connect_local_and_existing(client):
     assert client.submit(sum, [3, 4]).result() == 7
     with pytest.raises(ConfigError, match=r"cluster\.n_workers"):
         connect({"n_workers": 0}).__enter__()
+
+
+def test_durations_take_minutes_written_min():
+    cluster = load_config({**BASE, "cluster": {"startup_timeout": "30min"}}).cluster
+    assert parse_duration(cluster.startup_timeout) == 1800
+    assert _errors({"startup_timeout": "soon"}) == [
+        "config: cluster.startup_timeout: Value error, expected a duration such as "
+        "'30min', got 'soon' (got 'soon')"
+    ]

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sciimg.errors import ClusterError, ConfigError
-from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig
+from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig, parse_duration
 
 __all__ = ["batch_cluster_class", "connect", "open_client"]
 
@@ -161,11 +161,9 @@ def _await_workers(client: Any, cluster: Any, cfg: ClusterConfig, log) -> None:
     An adaptive cluster with no minimum starts jobs only once there is work, so
     it is not waited for.
     """
-    from dask.utils import parse_timedelta
-
     if (cfg.min_jobs is not None or cfg.max_jobs is not None) and not cfg.min_jobs:
         return
-    limit = parse_timedelta(cfg.startup_timeout) if cfg.startup_timeout else None
+    limit = parse_duration(cfg.startup_timeout) if cfg.startup_timeout else None
     start = last = time.monotonic()
     told: set[str] = set()
     while not client.scheduler_info(n_workers=-1)["workers"]:

@@ -45,7 +45,7 @@ def _import_jobqueue() -> None:
 
 _import_jobqueue()
 
-__all__ = ["BATCH_KINDS", "ClusterConfig", "KeyProblems"]
+__all__ = ["BATCH_KINDS", "ClusterConfig", "KeyProblems", "parse_duration"]
 
 #: Batch systems reached through dask-jobqueue.
 BATCH_KINDS = ("slurm", "pbs", "sge", "lsf")
@@ -87,6 +87,22 @@ def check_size(value: str | None, example: str = "4GB") -> str | None:
             msg = f"expected a size such as {example!r}, got {value!r}"
             raise ValueError(msg) from exc
     return value
+
+
+def parse_duration(value: str | float) -> float:
+    """Seconds in a duration as dask writes them ('90s', '5m', '2h'), or with
+    minutes as 'min' ('30min'), which dask does not read.
+
+    Examples
+    --------
+    >>> parse_duration("30min"), parse_duration("90s"), parse_duration("2 mins")
+    (1800.0, 90.0, 120.0)
+    """
+    from dask.utils import parse_timedelta
+
+    if isinstance(value, str):
+        value = re.sub(r"(?<=[\d\s.])mins?$", "m", value.strip())
+    return float(parse_timedelta(value))
 
 
 def _times(size: str, n: int) -> str:
@@ -180,11 +196,9 @@ class ClusterConfig(BaseModel):
     @field_validator("startup_timeout")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
-        from dask.utils import parse_timedelta
-
         if value is not None:
             try:
-                parse_timedelta(value)
+                parse_duration(value)
             except (ValueError, TypeError, KeyError) as exc:
                 msg = f"expected a duration such as '30min', got {value!r}"
                 raise ValueError(msg) from exc
