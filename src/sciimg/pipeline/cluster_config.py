@@ -165,6 +165,23 @@ class ClusterConfig(BaseModel):
         description="give up if no worker has joined after this long, e.g. 30min; "
         "default: wait (a batch queue may hold jobs for hours)",
     )
+    lost_timeout: str | None = Field(
+        None,
+        description="end the run when the cluster has had no worker this long, "
+        "failing the items in flight, e.g. 5min; default 60s, and for the batch "
+        "kinds startup_timeout (a queue may hold replacement jobs for hours)",
+    )
+    pause_timeout: str | None = Field(
+        "2min",
+        description="restart a worker paused at its memory limit with nothing "
+        "running for this long (its tasks count as tried, as when it dies); "
+        "null: never",
+    )
+    quiet_warning: str | None = Field(
+        "2min",
+        description="when no task has finished for this long, say what the run "
+        "is waiting for, then again after twice as long; null: never",
+    )
 
     # dask-jobqueue's keys, for the batch kinds.
     cores: int | None = Field(None, ge=1, description="cores per job")
@@ -193,15 +210,20 @@ class ClusterConfig(BaseModel):
     def _size(cls, value: str | None) -> str | None:
         return check_size(value)
 
-    @field_validator("startup_timeout")
+    @field_validator(
+        "startup_timeout", "lost_timeout", "pause_timeout", "quiet_warning"
+    )
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                parse_duration(value)
+                seconds = parse_duration(value)
             except (ValueError, TypeError, KeyError) as exc:
                 msg = f"expected a duration such as '30min', got {value!r}"
                 raise ValueError(msg) from exc
+            if seconds <= 0:
+                msg = f"expected a positive duration such as '30min', got {value!r}"
+                raise ValueError(msg)
         return value
 
     @model_validator(mode="after")
