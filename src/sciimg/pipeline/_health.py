@@ -16,6 +16,7 @@ __all__ = [
     "Look",
     "Owners",
     "duration",
+    "limit_text",
     "limits_for",
     "own_scheduler_config",
     "remember",
@@ -209,6 +210,18 @@ def size(nbytes: float) -> str:
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def limit_text(limit: int | None, memory: int | None = None, whose="its") -> str:
+    """A worker's memory limit, and how much of it is used, for a message.
+
+    Examples
+    --------
+    >>> limit_text(400e6), limit_text(400e6, 348e6), limit_text(0, whose="their")
+    ('its 400 MB memory limit', '87% of its 400 MB memory limit', 'their memory limit')
+    """
+    text = f"{whose} {size(limit)} memory limit" if limit else f"{whose} memory limit"
+    return f"{memory / limit:.0%} of {text}" if limit and memory is not None else text
 
 
 def steps_text(steps: list[str]) -> str:
