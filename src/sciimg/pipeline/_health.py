@@ -15,6 +15,8 @@ __all__ = [
     "Limits",
     "Look",
     "Owners",
+    "Pause",
+    "Removal",
     "duration",
     "limit_text",
     "limits_for",
@@ -241,6 +243,27 @@ class Look:
     newest: Any  # the most recently finished task, as the task stream has it
 
 
+@dataclass
+class Pause:
+    """A worker seen paused: since when, idle since when, what was done."""
+
+    since: float
+    idle_since: float | None = None
+    told: bool = False
+    restarted: bool = False
+
+
+@dataclass
+class Removal:
+    """A worker removed from the cluster without being asked to leave."""
+
+    at: float
+    worker: str
+    keys: frozenset  # the tasks it was processing
+    running: frozenset  # those among them seen running on it
+    told: bool = False
+
+
 class Owners:
     """Which item (by index) and step each task key belongs to.
 
@@ -291,13 +314,15 @@ def _workers(workers: dict[str, dict]) -> str:
 
 def waiting(
     quiet: float,
-    items: dict[str, list[str]],
+    last_task: float | None,
+    items: dict[str, tuple[int, int, list[str]]],
     look: Any,
     no_worker_for: float | None,
-    silent_for: float,
 ) -> str:
-    """The line of a run with nothing finished for ``quiet`` seconds: the items
-    in flight (with the steps of their tasks on workers), the tasks, the workers.
+    """The line of a run with no item finished for ``quiet`` seconds: whether
+    tasks still finish (the last ``last_task`` seconds ago, None if none has
+    since), the items in flight (outputs done, of how many, and the steps of
+    their tasks on workers), the tasks, the workers.
 
     Examples
     --------
@@ -307,11 +332,17 @@ def waiting(
     ...                                        "task_counts": {"executing": 1}}}},
     ...             processing={"w": ("k1", "k2")},
     ...             queued={"queued": 5, "unrunnable": 0})
-    >>> waiting(130, {"sub-01": ["denoise"], "sub-02": []}, look, None, 1)
-    'nothing finished for 2.2 min; waiting for 2 items: sub-01 (step denoise), \
-sub-02; 2 tasks on workers, 1 running, 5 queued; 1 worker using 25% of 4 GB memory'
+    >>> items = {"sub-01": (3, 12, ["denoise"]), "sub-02": (0, 12, [])}
+    >>> waiting(130, 4, items, look, None)
+    'no item finished for 2.2 min, the last task 4 s ago; waiting for 2 items: \
+sub-01 (3/12 outputs; step denoise on workers), sub-02 (0/12 outputs); 2 tasks on \
+workers, 1 running, 5 queued; 1 worker using 25% of 4 GB memory'
     """
-    shown = [f"{i} ({steps_text(s)})" if s else i for i, s in list(items.items())[:4]]
+    shown = [
+        f"{item} ({done}/{total} outputs"
+        + (f"; {steps_text(steps)} on workers)" if steps else ")")
+        for item, (done, total, steps) in list(items.items())[:4]
+    ]
     more = f" and {len(items) - 4} more" if len(items) > 4 else ""
     on_workers = sum(len(keys) for keys in look.processing.values())
     running = sum(
@@ -323,16 +354,20 @@ sub-02; 2 tasks on workers, 1 running, 5 queued; 1 worker using 25% of 4 GB memo
         tasks += f", {look.queued['queued']} queued"
         if look.queued["unrunnable"]:
             tasks += f", {look.queued['unrunnable']} waiting for a worker to run them"
-    parts = [
-        f"nothing finished for {duration(round(quiet))}",
-        f"waiting for {_count(len(items), 'item')}: {', '.join(shown)}{more}",
-        tasks,
-        _workers(look.workers)
-        if look.workers
-        else f"no worker for {duration(round(no_worker_for or 0))}",
-    ]
-    if silent_for > 10:
-        parts.append(
-            f"the scheduler has not answered for {duration(round(silent_for))}"
+    if last_task is None:
+        since = f"nothing finished for {duration(round(quiet))}"
+    else:
+        since = (
+            f"no item finished for {duration(round(quiet))}, the last task "
+            f"{duration(round(last_task))} ago"
         )
-    return "; ".join(parts)
+    return "; ".join(
+        [
+            since,
+            f"waiting for {_count(len(items), 'item')}: {', '.join(shown)}{more}",
+            tasks,
+            _workers(look.workers)
+            if look.workers
+            else f"no worker for {duration(round(no_worker_for or 0))}",
+        ]
+    )

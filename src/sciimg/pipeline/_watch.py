@@ -13,8 +13,8 @@ up the items that finish, and says what it sees in one line per item:
   item held by more such workers than Dask's allowed failures fails;
 * no worker for ``lost_timeout``, or the scheduler gone: the items in flight
   fail, and the run ends with its record written;
-* nothing finished for ``quiet_warning``: what the run waits for, again after
-  twice as long.
+* no item finished for ``quiet_warning``: what the run waits for, and whether
+  tasks still finish, again after twice as long.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -32,6 +31,8 @@ from sciimg.pipeline._health import (
     Limits,
     Look,
     Owners,
+    Pause,
+    Removal,
     duration,
     limit_text,
     scheduler_state,
@@ -59,23 +60,7 @@ TOPICS = ("worker-restart-memory", "all")
 #: Since when each client's cluster has had no worker: the astronomy run
 #: computes two phases on one client, and the second must not wait anew.
 _NO_WORKER: WeakKeyDictionary = WeakKeyDictionary()
-
-
-@dataclass
-class _Pause:
-    since: float
-    idle_since: float | None = None
-    told: bool = False
-    restarted: bool = False
-
-
-@dataclass
-class _Removal:
-    at: float
-    worker: str
-    keys: frozenset  # the tasks it was processing
-    running: frozenset  # those among them seen running on it
-    told: bool = False
+_UNSEEN = object()
 
 
 class Watch:
@@ -112,15 +97,16 @@ class Watch:
         self.events: deque = deque()
         self.killed: set[str] = set()  # workers their nanny restarted for memory
         self.restarting: set[str] = set()  # paused workers restarted here
-        self.removals: list[_Removal] = []
+        self.removals: list[Removal] = []
         self.memory_limits: dict[str, int] = {}
         self.ran: dict[str, set] = {}  # worker -> its tasks seen running
-        self.paused: dict[str, _Pause] = {}
+        self.paused: dict[str, Pause] = {}
         self.pause_told: set[int] = set()
         self.pause_restarts: Counter = Counter()
         self.no_worker_since: float | None = _NO_WORKER.get(client)
         self.progress_at = time.monotonic()
-        self.newest: Any = None
+        self.newest: Any = _UNSEEN
+        self.task_at: float | None = None  # when a task last finished
         self.quiet_next = limits.quiet
         self.thread = threading.Thread(target=self._poll, daemon=True, name="watch")
 
@@ -225,8 +211,9 @@ class Watch:
             ran = self.ran.get(addr, set()) | set(running)
             self.ran[addr] = ran & set(look.processing.get(addr, ()))
         if look.newest != self.newest:
+            if self.newest is not _UNSEEN:  # not one of an earlier computation
+                self.task_at = look.at
             self.newest = look.newest
-            self.progressed()
         if look.workers:
             self.no_worker_since = None
             _NO_WORKER.pop(self.client, None)
@@ -293,7 +280,7 @@ class Watch:
             elif msg.get("action") == "remove-worker" and not msg.get("expected"):
                 keys = frozenset(msg.get("processing-tasks", ()))
                 running = keys & self.ran.pop(msg["worker"], set())
-                removal = _Removal(time.monotonic(), msg["worker"], keys, running)
+                removal = Removal(time.monotonic(), msg["worker"], keys, running)
                 self.removals.append(removal)
 
     def _tell_restarts(self, pending, now: float) -> None:
@@ -322,7 +309,7 @@ class Watch:
             if w.get("status") != "paused":
                 self.paused.pop(addr, None)
                 continue
-            pause = self.paused.setdefault(addr, _Pause(look.at))
+            pause = self.paused.setdefault(addr, Pause(look.at))
             metrics = w.get("metrics", {})
             if metrics.get("task_counts", {}).get("executing", 0):
                 pause.idle_since = None
@@ -386,6 +373,8 @@ class Watch:
     # -- a quiet run --------------------------------------------------------
 
     def _quiet(self, look: Look, pending, now: float) -> None:
+        """No item finished for ``quiet_warning``: say what the run waits for
+        (even while tasks finish: an item of many tasks may take long)."""
         quiet = now - self.progress_at
         if self.quiet_next is None or quiet < self.quiet_next:
             return
@@ -393,6 +382,15 @@ class Watch:
         self.quiet_next = min(2 * quiet, quiet + 3600)
         tasks = [key for keys in look.processing.values() for key in keys]
         on_workers = self.owners.of(tasks, pending)
-        items = {self.jobs[i].id: on_workers.get(i, []) for i in sorted(pending)}
+        items = {
+            self.jobs[i].id: (
+                sum(f.done() for f in pending[i]),
+                len(pending[i]),
+                on_workers.get(i, []),
+            )
+            for i in sorted(pending)
+        }
+        task_at = self.task_at if (self.task_at or 0) > self.progress_at else None
+        last = now - task_at if task_at is not None else None
         no_worker = now - self.no_worker_since if self.no_worker_since else None
-        self.log(waiting(quiet, items, look, no_worker, now - look.at))
+        self.log(waiting(quiet, last, items, look, no_worker))

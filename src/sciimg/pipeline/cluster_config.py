@@ -179,8 +179,9 @@ class ClusterConfig(BaseModel):
     )
     quiet_warning: str | None = Field(
         "2min",
-        description="when no task has finished for this long, say what the run "
-        "is waiting for, then again after twice as long; null: never",
+        description="when no item has finished for this long, say what the run "
+        "is waiting for (and whether tasks still finish), then again after twice "
+        "as long; null: never",
     )
 
     # dask-jobqueue's keys, for the batch kinds.
