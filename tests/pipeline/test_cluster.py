@@ -9,8 +9,9 @@ import yaml
 
 from sciimg.errors import ConfigError
 from sciimg.pipeline import load_config
+from sciimg.pipeline._health import Limits
 from sciimg.pipeline.cluster import connect
-from sciimg.pipeline.cluster_config import ClusterConfig
+from sciimg.pipeline.cluster_config import ClusterConfig, parse_duration
 from sciimg.pipeline.jobscript import driver_script, worker_script
 from tests.helpers import dask_config_dir, run_sciimg
 
@@ -268,3 +269,34 @@ def test_connect_local_and_existing(client):
     assert client.submit(sum, [3, 4]).result() == 7
     with pytest.raises(ConfigError, match=r"cluster\.n_workers"):
         connect({"n_workers": 0}).__enter__()
+
+
+def test_durations_take_minutes_written_min():
+    cluster = load_config({**BASE, "cluster": {"startup_timeout": "30min"}}).cluster
+    assert parse_duration(cluster.startup_timeout) == 1800
+    assert _errors({"lost_timeout": "soon"}) == [
+        "config: cluster.lost_timeout: Value error, expected a duration such as "
+        "'30min', got 'soon' (got 'soon')"
+    ]
+    assert "expected a positive duration" in _errors({"quiet_warning": "0s"})[0]
+
+
+def test_how_long_a_run_waits_on_its_cluster():
+    local = Limits.for_cluster(ClusterConfig())
+    assert (local.lost, local.quiet, local.pause) == (60, 120, 120)
+    # A scheduler sciimg starts gives up on a task at the second worker death;
+    # one of the user's has its own setting.
+    assert local.allowed_failures == 1
+    existing = ClusterConfig(kind="scheduler", address="tcp://h:1", lost_timeout="5s")
+    assert Limits.for_cluster(existing).lost == 5
+    assert Limits.for_cluster(existing).allowed_failures == 3
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        assert Limits.for_cluster(ClusterConfig()).allowed_failures == 0
+    # A batch queue may hold replacement jobs as long as it held the first ones.
+    slurm = {"kind": "slurm", **_SIZE}
+    assert Limits.for_cluster(ClusterConfig(**slurm)).lost is None
+    waits = ClusterConfig(**slurm, startup_timeout="30min", quiet_warning=None)
+    assert (Limits.for_cluster(waits).lost, Limits.for_cluster(waits).quiet) == (
+        1800,
+        None,
+    )

@@ -38,3 +38,63 @@ def crash_worker(mean_b0):
         return block
 
     return mean_b0.map_blocks(die, dtype=mean_b0.dtype)
+
+
+def nap(mean_b0, *, seconds=5.0, started=None):
+    """A step whose tasks take ``seconds`` each; with ``started``, a folder, each
+    leaves a file there as it starts, for tests that act while it runs."""
+
+    def slow(block):
+        import tempfile
+        import time
+
+        if block.size:
+            if started:
+                tempfile.NamedTemporaryFile(dir=started, delete=False).close()
+            time.sleep(seconds)
+        return block
+
+    return mean_b0.map_blocks(slow, dtype=mean_b0.dtype)
+
+
+def hog_memory(mean_b0, subject, *, share=1.2, only=None, seconds=3.0):
+    """A step whose task computes for ``seconds``, then takes its worker over its
+    memory limit (``share`` of it) and holds the memory until the worker's nanny
+    restarts it; with ``only``, for that subject alone."""
+
+    def eat(block):
+        import time
+
+        from distributed import get_worker
+
+        if block.size and only in (None, subject):
+            time.sleep(seconds)
+            limit = get_worker().memory_manager.memory_limit
+            held = np.ones(int(share * limit) // 8)
+            time.sleep(5)  # the nanny looks every 100 ms
+            del held
+        return block
+
+    return mean_b0.map_blocks(eat, dtype=mean_b0.dtype)
+
+
+_KEPT: list = []
+
+
+def keep_memory(mean_b0, *, share=0.87):
+    """A step that leaves its worker at ``share`` of its memory limit, above the
+    pause fraction and below the terminate one, in memory Dask does not manage
+    and cannot spill: the worker pauses and never resumes."""
+
+    def keep(block):
+        if block.size:
+            import psutil
+            from distributed import get_worker
+
+            limit = get_worker().memory_manager.memory_limit
+            need = int(share * limit) - psutil.Process().memory_info().rss
+            if need > 0:
+                _KEPT.append(np.ones(need // 8))
+        return block
+
+    return mean_b0.map_blocks(keep, dtype=mean_b0.dtype)

@@ -252,6 +252,38 @@ def _settle(job: _Job, futures, records: list[dict], log) -> SubjectResult:
     )
 
 
+def _give_up(job: _Job, error: str, step: str | None, log) -> SubjectResult:
+    """An item the run stops waiting for: its cluster is lost, or its workers
+    keep running out of memory. Its store is removed; one line says why."""
+    job.writer.abort()
+    log(f"{job.id}: failed{f' in step {step}' if step else ''}: {error}")
+    logger.error("%s: failed: %s", job.id, error)
+    return SubjectResult(job.id, "failed", error=error, kind=job.kind, step=step)
+
+
+def _settle_watched(job: _Job, i: int, futures, records, watch, log) -> SubjectResult:
+    """`_settle`, with the error of an item whose workers were restarted for
+    memory told as such rather than as a bare ``KilledWorker``."""
+    lines: list[str] = []
+    result = _settle(job, futures, records, lines.append)
+    memory = watch.memory_failure(i, futures) if result.status == "failed" else None
+    if memory is not None:
+        result.error, result.step = memory
+        lines = [
+            f"{job.id}: failed{f' in step {result.step}' if result.step else ''}"
+            f": {result.error}"
+        ]
+        logger.error("%s: %s", job.id, result.error)
+    for line in lines:
+        log(line)
+    return result
+
+
+#: Seconds between looks for finished items (as `distributed.as_completed` waits),
+#: and between looks at every item.
+_TICK, _SCAN = 0.1, 1.0
+
+
 def compute_jobs(
     jobs: list[_Job],
     client,
@@ -259,10 +291,25 @@ def compute_jobs(
     progress: bool,
     log,
 ) -> dict[str, Any]:
-    """Compute every job on ``client``; commit or abort each store as it finishes."""
+    """Compute every job on ``client``; commit or abort each store as it finishes.
+
+    The cluster is watched meanwhile (see `sciimg.pipeline._watch`): items whose
+    workers keep running out of memory fail with a line saying so, and a lost
+    cluster or scheduler fails the items in flight, within the ``cluster:``
+    section's limits, so that the caller can write the run's record.
+    """
     from distributed import as_completed
 
-    info = client.scheduler_info()
+    from sciimg.pipeline._health import limits_for
+    from sciimg.pipeline._watch import Watch
+
+    watch = Watch(client, jobs, log, limits_for(client))
+    lost = watch.lost()
+    if lost is not None:  # an earlier phase of this run lost the scheduler
+        for job in jobs:
+            results[job.id] = _give_up(job, lost, None, log)
+        return {}
+    info = client.scheduler_info(n_workers=-1)
     workers = info.get("workers", {})
     cluster_info = {
         "scheduler": client.scheduler.address,
@@ -287,20 +334,45 @@ def compute_jobs(
     bar = None
     if progress:
         bar, log = _show_progress(every, log)
+        watch.log = log
     finished = as_completed(every)
     del every
+    watch.start()
+    scanned = 0.0
     try:
-        for _ in finished.batches():
-            settled = [i for i, fs in pending.items() if all(f.done() for f in fs)]
-            if not settled:
-                continue
-            records.fetch()
+        while pending:
+            batch = finished.next_batch(block=False) if finished.has_ready() else []
+            # Also now and then without one: a finished future whose data was
+            # lost with a worker is done again later, but not yielded again.
+            settled = []
+            if batch or time.monotonic() - scanned > _SCAN:
+                scanned = time.monotonic()
+                settled = [i for i, fs in pending.items() if all(f.done() for f in fs)]
+            lost = watch.lost()
+            if lost is not None:
+                # The scheduler is gone, and with it every task in flight.
+                for i in list(pending):
+                    results[jobs[i].id] = _give_up(jobs[i], lost, None, log)
+                    del pending[i]
+                break
+            if settled:
+                records.fetch()
+                watch.progressed()
             for i in settled:
                 job = jobs[i]
                 # Dropping the futures lets the cluster forget the item's tasks.
                 futures = pending.pop(i)
-                results[job.id] = _settle(job, futures, records.pop(job.owners), log)
+                recs = records.pop(job.owners)
+                results[job.id] = _settle_watched(job, i, futures, recs, watch, log)
                 del futures
+            for i, (error, step) in watch.check(pending).items():
+                futures = pending.pop(i)
+                with contextlib.suppress(Exception):
+                    client.cancel(futures)
+                results[jobs[i].id] = _give_up(jobs[i], error, step, log)
+                del futures
+            if not settled:
+                time.sleep(_TICK)
     except KeyboardInterrupt:
         # Ctrl-C: what is still running is dropped; the caller removes the
         # unfinished stores once no worker can write into them any more.
@@ -308,6 +380,7 @@ def compute_jobs(
             client.cancel([f for fs in pending.values() for f in fs])
         raise
     finally:
+        watch.stop()
         if bar is not None:
             bar.join(timeout=5)  # its last line before the caller's summary
             print()

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from sciimg.errors import ClusterError, ConfigError
-from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig
+from sciimg.pipeline._health import Limits, own_scheduler_config, remember
+from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig, parse_duration
 
 __all__ = ["batch_cluster_class", "connect", "open_client"]
 
@@ -89,10 +90,20 @@ def open_client(
     3
     >>> client.shutdown()
     """
-    from distributed import Client, LocalCluster
+    import dask
 
     cfg = _as_config(cfg)
-    log = log or (lambda message: None)
+    limits = Limits.for_cluster(cfg)
+    # A scheduler sciimg starts gives up on a task after fewer worker deaths.
+    with dask.config.set(own_scheduler_config() if cfg.kind != "scheduler" else {}):
+        client = _open(cfg, log or (lambda message: None))
+    remember(client, limits)
+    return client
+
+
+def _open(cfg: ClusterConfig, log: Callable[[str], None]) -> Any:
+    from distributed import Client, LocalCluster
+
     if cfg.kind == "scheduler":
         try:
             return Client(cfg.address)
@@ -161,11 +172,9 @@ def _await_workers(client: Any, cluster: Any, cfg: ClusterConfig, log) -> None:
     An adaptive cluster with no minimum starts jobs only once there is work, so
     it is not waited for.
     """
-    from dask.utils import parse_timedelta
-
     if (cfg.min_jobs is not None or cfg.max_jobs is not None) and not cfg.min_jobs:
         return
-    limit = parse_timedelta(cfg.startup_timeout) if cfg.startup_timeout else None
+    limit = parse_duration(cfg.startup_timeout) if cfg.startup_timeout else None
     start = last = time.monotonic()
     told: set[str] = set()
     while not client.scheduler_info(n_workers=-1)["workers"]:

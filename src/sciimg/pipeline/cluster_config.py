@@ -45,7 +45,7 @@ def _import_jobqueue() -> None:
 
 _import_jobqueue()
 
-__all__ = ["BATCH_KINDS", "ClusterConfig", "KeyProblems"]
+__all__ = ["BATCH_KINDS", "ClusterConfig", "KeyProblems", "parse_duration"]
 
 #: Batch systems reached through dask-jobqueue.
 BATCH_KINDS = ("slurm", "pbs", "sge", "lsf")
@@ -87,6 +87,22 @@ def check_size(value: str | None, example: str = "4GB") -> str | None:
             msg = f"expected a size such as {example!r}, got {value!r}"
             raise ValueError(msg) from exc
     return value
+
+
+def parse_duration(value: str | float) -> float:
+    """Seconds in a duration as dask writes them ('90s', '5m', '2h'), or with
+    minutes as 'min' ('30min'), which dask does not read.
+
+    Examples
+    --------
+    >>> parse_duration("30min"), parse_duration("90s"), parse_duration("2 mins")
+    (1800.0, 90.0, 120.0)
+    """
+    from dask.utils import parse_timedelta
+
+    if isinstance(value, str):
+        value = re.sub(r"(?<=[\d\s.])mins?$", "m", value.strip())
+    return float(parse_timedelta(value))
 
 
 def _times(size: str, n: int) -> str:
@@ -149,6 +165,24 @@ class ClusterConfig(BaseModel):
         description="give up if no worker has joined after this long, e.g. 30min; "
         "default: wait (a batch queue may hold jobs for hours)",
     )
+    lost_timeout: str | None = Field(
+        None,
+        description="end the run when the cluster has had no worker this long, "
+        "failing the items in flight, e.g. 5min; default 60s, and for the batch "
+        "kinds startup_timeout (a queue may hold replacement jobs for hours)",
+    )
+    pause_timeout: str | None = Field(
+        "2min",
+        description="restart a worker paused at its memory limit with nothing "
+        "running for this long (its tasks count as tried, as when it dies); "
+        "null: never",
+    )
+    quiet_warning: str | None = Field(
+        "2min",
+        description="when no item has finished for this long, say what the run "
+        "is waiting for (and whether tasks still finish), then again after twice "
+        "as long; null: never",
+    )
 
     # dask-jobqueue's keys, for the batch kinds.
     cores: int | None = Field(None, ge=1, description="cores per job")
@@ -177,17 +211,20 @@ class ClusterConfig(BaseModel):
     def _size(cls, value: str | None) -> str | None:
         return check_size(value)
 
-    @field_validator("startup_timeout")
+    @field_validator(
+        "startup_timeout", "lost_timeout", "pause_timeout", "quiet_warning"
+    )
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
-        from dask.utils import parse_timedelta
-
         if value is not None:
             try:
-                parse_timedelta(value)
+                seconds = parse_duration(value)
             except (ValueError, TypeError, KeyError) as exc:
                 msg = f"expected a duration such as '30min', got {value!r}"
                 raise ValueError(msg) from exc
+            if seconds <= 0:
+                msg = f"expected a positive duration such as '30min', got {value!r}"
+                raise ValueError(msg)
         return value
 
     @model_validator(mode="after")
