@@ -8,38 +8,26 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.helpers import run_sciimg
+from tests.helpers import (
+    FAST_STEPS,
+    astro_config,
+    ctrl_c,
+    neuro_config,
+    run_sciimg,
+    synth_astro,
+    synth_neuro,
+)
 
-STEPS = {
-    "mask": {"median_radius": 1, "numpass": 1, "dilate": 1},
-    "denoise": {"method": "classic"},
-    "dti": {},
-}
-CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "2GB"}
+STEPS = FAST_STEPS
 
 
 def _config(where: Path, data: Path, output: Path, **changes) -> Path:
-    raw = {
-        "pipeline": "neuro",
-        "input": {"path": str(data)},
-        "output": str(output),
-        "steps": STEPS,
-        "export": ["fa"],
-        "cluster": CLUSTER,
-        **changes,
-    }
-    path = where / "run.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
+    return neuro_config(where, data, output, **changes)
 
 
 def _one_line(run: subprocess.CompletedProcess) -> str:
@@ -51,13 +39,7 @@ def _one_line(run: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("neuro") / "data"
-    made = run_sciimg(
-        "synth", "neuro", root, "--subjects", 2, "--shape", 14, 14, 8,
-        "--directions", 6,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    return root
+    return synth_neuro(tmp_path_factory.mktemp("neuro") / "data")
 
 
 @pytest.fixture(scope="module")
@@ -220,15 +202,6 @@ def test_dying_worker_is_one_line_per_item(tmp_path, data):
     assert "distributed" in log and "KilledWorker" in log
 
 
-def _wait_for(predicate, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 #: When to press Ctrl-C: while the graphs are built (a store folder exists), or
 #: once the workers write (a chunk of a store exists).
 MOMENTS = {"building": ".sub-*.zarr.tmp-*", "computing": ".sub-*.zarr.tmp-*/*/0/c/*"}
@@ -239,26 +212,12 @@ def test_ctrl_c_stops_in_order_and_a_rerun_completes(tmp_path, data, moment):
     """SIGINT to the whole process group, as Ctrl-C in a terminal sends it."""
     out = tmp_path / "out"
     cfg = _config(tmp_path, data, out)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sciimg", "run", str(cfg), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        started = _wait_for(lambda: any(out.glob(MOMENTS[moment])), 120)
-        assert started, "the run never started writing"
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, stdout + stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("interrupted: "), stderr
+    run = ctrl_c(["run", cfg, "--no-progress"], lambda: any(out.glob(MOMENTS[moment])))
+    assert run.returncode == 130, run.stdout + run.stderr
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: "), run.stderr
     assert lines[0].endswith("not finished; rerun to continue")
-    assert "Traceback" not in stdout + stderr
+    assert "Traceback" not in run.stdout + run.stderr
     report = json.loads((out / "run.json").read_text())
     statuses = {s["id"]: s["status"] for s in report["subjects"]}
     assert "interrupted" in statuses.values()
@@ -273,40 +232,14 @@ def test_ctrl_c_stops_in_order_and_a_rerun_completes(tmp_path, data, moment):
 def test_ctrl_c_during_coaddition(tmp_path):
     """The astronomy run: calibrated exposures are kept, patches not finished are
     marked interrupted, and a rerun completes them from the kept exposures."""
-    made = run_sciimg(
-        "synth", "astro", tmp_path / "data", "--visits", 2, "--ccds", 1,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
     out = tmp_path / "out"
-    cfg = tmp_path / "astro.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "pipeline": "astro",
-                "input": {"path": str(tmp_path / "data")},
-                "output": str(out),
-                "steps": {"skymap": {"patch_size": 150, "border": 15}},
-                "cluster": CLUSTER,
-            }
-        )
+    cfg = astro_config(tmp_path, synth_astro(tmp_path / "data"), out)
+    run = ctrl_c(
+        ["run", cfg, "--no-progress"], lambda: any(out.glob("coadd.zarr/.patch-*"))
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sciimg", "run", str(cfg), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        started = _wait_for(lambda: any(out.glob("coadd.zarr/.patch-*.tmp-*")), 120)
-        assert started, "the run never reached the coadds"
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, stdout + stderr
-    assert len(stderr.splitlines()) == 1 and stderr.startswith("interrupted: ")
+    assert run.returncode == 130, run.stdout + run.stderr
+    assert len(run.stderr.splitlines()) == 1
+    assert run.stderr.startswith("interrupted: ")
     report = json.loads((out / "run.json").read_text())
     kinds = {(s["kind"], s["status"]) for s in report["subjects"]}
     assert ("exposure", "done") in kinds and ("patch", "interrupted") in kinds

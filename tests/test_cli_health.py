@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import run_sciimg
+from tests.helpers import run_sciimg, synth_neuro
 
 MASK = {"median_radius": 1, "numpass": 1, "dilate": 1}
 ADVICE = (
@@ -30,13 +30,7 @@ ADVICE = (
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("neuro") / "data"
-    made = run_sciimg(
-        "synth", "neuro", root, "--subjects", 2, "--shape", 14, 14, 8,
-        "--directions", 6,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    return root
+    return synth_neuro(tmp_path_factory.mktemp("neuro") / "data")
 
 
 def _config(where: Path, data: Path, step: dict, cluster: dict) -> Path:
@@ -98,9 +92,15 @@ def test_a_worker_paused_for_good_is_restarted_then_its_items_fail(tmp_path, dat
     assert re.search(rf"^sub-0\d: {paused} .*: restarting it; ", run.stdout, re.M)
     failed = [line for line in run.stdout.splitlines() if ": failed" in line]
     assert len(failed) == 2, run.stdout
+    # A worker that holds on to its memory may also cross the nanny's terminate
+    # fraction before it is seen paused for long enough: either way, its item
+    # fails in bounded time with a line that says memory and what to change.
+    restarted = r"workers restarted at their 600 MB memory limit \d times? while"
     for line in failed:
-        assert re.match(rf"sub-0\d: failed( in step \w+)?: {paused} ", line), line
-        assert line.endswith(f"(2 times); {ADVICE}")
+        assert re.match(
+            rf"sub-0\d: failed( in step \w+)?: ({paused}|{restarted}) ", line
+        ), line
+        assert line.endswith(ADVICE) and "time" in line
     assert {s for s, _ in _statuses(tmp_path / "out").values()} == {"failed"}
 
 

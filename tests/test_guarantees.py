@@ -16,32 +16,27 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import yaml
 import zarr
 
-from tests.helpers import run_sciimg
+from tests.helpers import (
+    astro_config,
+    neuro_config,
+    run_sciimg,
+    synth_astro,
+    synth_neuro,
+)
 
 STEPS = {
     "mask": {"median_radius": 1, "numpass": 1, "dilate": 1},
     "denoise": {"method": "classic"},
     "dti": {"fit_method": "WLS"},
 }
-CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "2GB"}
 
 
-def _config(where: Path, data: Path, output: Path, name="run.yaml", **changes):
-    raw = {
-        "pipeline": "neuro",
-        "input": {"path": str(data)},
-        "output": str(output),
-        "steps": STEPS,
-        "export": ["fa", "md"],
-        "cluster": CLUSTER,
-        **changes,
-    }
-    path = where / name
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
+def _config(where: Path, data: Path, output: Path, **changes) -> Path:
+    return neuro_config(
+        where, data, output, **{"steps": STEPS, "export": ["fa", "md"], **changes}
+    )
 
 
 def _arrays(store: Path) -> dict[str, np.ndarray]:
@@ -57,13 +52,7 @@ def _statuses(output: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("neuro") / "data"
-    made = run_sciimg(
-        "synth", "neuro", root, "--subjects", 2, "--shape", 14, 14, 8,
-        "--directions", 6,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    return root
+    return synth_neuro(tmp_path_factory.mktemp("neuro") / "data")
 
 
 @pytest.fixture(scope="module")
@@ -246,21 +235,8 @@ def test_lock_on_a_shared_folder_from_another_host(tmp_path):
 def test_a_patch_whose_picture_failed_is_redone(tmp_path):
     """The coadd and catalog piece of a patch are written, its QC picture is
     not: the patch is not complete, and the next run makes all of it again."""
-    made = run_sciimg("synth", "astro", tmp_path / "data", "--visits", 2, "--ccds", 1)
-    assert made.returncode == 0, made.stderr
     out = tmp_path / "out"
-    cfg = tmp_path / "astro.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "pipeline": "astro",
-                "input": {"path": str(tmp_path / "data")},
-                "output": str(out),
-                "steps": {"skymap": {"patch_size": 150, "border": 15}},
-                "cluster": CLUSTER,
-            }
-        )
-    )
+    cfg = astro_config(tmp_path, synth_astro(tmp_path / "data"), out)
     out.mkdir()
     (out / "qc").write_text("a file where the pictures' folder goes")
     first = run_sciimg("run", cfg, "--no-progress")
