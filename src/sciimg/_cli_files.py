@@ -43,9 +43,15 @@ def main_options(
     pass
 
 
-def _not_empty(exc: FolderNotEmptyError) -> None:
-    # The library speaks of overwrite=True; here the switch is a flag.
-    _fail(f"{exc.path}: is not empty; pass --overwrite to write there")
+def _synth(write, out_dir: Path, **options):
+    """Call a synthetic-data writer; what it refuses, as one line."""
+    try:
+        return write(out_dir, **options)
+    except FolderNotEmptyError as exc:
+        # The library speaks of overwrite=True; here the switch is a flag.
+        _fail(f"{exc.path}: is not empty; pass --overwrite to write there")
+    except (ValueError, FileExistsError) as exc:
+        _fail(str(exc))
 
 
 def synth_neuro(
@@ -70,21 +76,17 @@ def synth_neuro(
     """Write a diffusion-MRI head phantom with ground truth (labels, FA, MD)."""
     from sciimg.synth import write_neuro_dataset
 
-    try:
-        paths = write_neuro_dataset(
-            out_dir,
-            subjects=subjects,
-            shape=shape,
-            seed=seed,
-            snr=snr,
-            hcp=hcp,
-            directions=directions,
-            overwrite=overwrite,
-        )
-    except FolderNotEmptyError as exc:
-        _not_empty(exc)
-    except (ValueError, FileExistsError) as exc:
-        _fail(str(exc))
+    paths = _synth(
+        write_neuro_dataset,
+        out_dir,
+        subjects=subjects,
+        shape=shape,
+        seed=seed,
+        snr=snr,
+        hcp=hcp,
+        directions=directions,
+        overwrite=overwrite,
+    )
     out.print(
         f"wrote {len(paths)} subject(s) to {out_dir} "
         f"(truth in {out_dir / 'derivatives' / 'truth'})"
@@ -104,19 +106,15 @@ def synth_astro(
     """Write a synthetic sky survey (FITS exposures) with a truth catalog."""
     from sciimg.synth import write_astro_survey
 
-    try:
-        survey = write_astro_survey(
-            out_dir,
-            visits=visits,
-            ccds=ccds,
-            ccd_shape=tuple(ccd_shape),
-            seed=seed,
-            overwrite=overwrite,
-        )
-    except FolderNotEmptyError as exc:
-        _not_empty(exc)
-    except (ValueError, FileExistsError) as exc:
-        _fail(str(exc))
+    survey = _synth(
+        write_astro_survey,
+        out_dir,
+        visits=visits,
+        ccds=ccds,
+        ccd_shape=tuple(ccd_shape),
+        seed=seed,
+        overwrite=overwrite,
+    )
     out.print(
         f"wrote {len(survey.exposures)} exposure(s) of {survey.n_stars} stars and "
         f"{survey.n_galaxies} galaxies to {out_dir} (truth in {survey.catalog.parent})"
