@@ -1,0 +1,1 @@
+"""NumPy-in, NumPy-out kernels: the per-chunk science every engine runs."""
