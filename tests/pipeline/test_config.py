@@ -22,9 +22,10 @@ def test_defaults():
         "numpass": 2,
         "dilate": 1,
         "finalize_mask": False,
+        "implementation": "fast",
     }
     assert plan["denoise"]["method"] == "classic" and plan["denoise"]["rician"]
-    assert plan["dti"] == {"fit_method": "WLS"}
+    assert plan["dti"] == {"fit_method": "WLS", "implementation": "fast"}
     assert cfg.cluster.kind == "local" and cfg.cluster.threads_per_worker == 1
     assert "fa" in cfg.outputs() and "denoised" in cfg.outputs()
 
@@ -40,6 +41,11 @@ def test_defaults():
             "(got 'fast')",
         ),
         ({"steps": {"mask": {"median_radius": 0}}}, "steps.mask.median_radius"),
+        (
+            {"steps": {"denoise": {"implementation": "gpu"}}},
+            "steps.denoise.implementation: Input should be 'fast' or 'reference' "
+            "(got 'gpu')",
+        ),
         ({"steps": {"mask": {"radius": 3}}}, "steps.mask.radius: unknown key"),
         ({"steps": {"segment": {}}}, "steps.segment: unknown step"),
         ({"steps": {"dti": {}}}, "steps.dti: needs 'denoised'"),

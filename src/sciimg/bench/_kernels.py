@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from sciimg import kernels
+
 # ----------------------------------------------------------------- neuroscience
 
 
@@ -40,46 +42,42 @@ def b0_volumes(bvals, threshold: float) -> np.ndarray:
     return b0_indices(bvals, threshold=threshold)
 
 
+def _implementation(params: Mapping[str, Any]) -> str:
+    return params.get("implementation", "fast")
+
+
 def mean_b0(volumes: Sequence[np.ndarray]) -> np.ndarray:
     """Mean of the b0 volumes, as :func:`sciimg.neuro.mean_b0` takes it."""
-    from sciimg.neuro._b0 import _mean_last
-
-    return _mean_last(np.stack(volumes, axis=-1))
+    return kernels.mean_b0(np.stack(volumes, axis=-1))
 
 
 def brain_mask(b0: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
-    """dipy's ``median_otsu`` mask of the mean b0 volume."""
-    from sciimg.neuro._mask import _median_otsu
-
-    return _median_otsu(
+    """The ``median_otsu`` mask of the mean b0 volume."""
+    return kernels.median_otsu(
         b0,
-        params["median_radius"],
-        params["numpass"],
-        params["dilate"],
-        params["finalize_mask"],
+        median_radius=params["median_radius"],
+        numpass=params["numpass"],
+        dilate=params["dilate"],
+        finalize_mask=params["finalize_mask"],
+        implementation=_implementation(params),
     )
 
 
 def denoise_volume(
     volume: np.ndarray, mask: np.ndarray, params: Mapping[str, Any]
 ) -> np.ndarray:
-    """One volume: its noise sigma (dipy), then non-local means (dipy)."""
-    from sciimg.neuro._denoise import _nlmeans_block, _sigma_block
-
-    block = volume[..., None]
-    sigma = _sigma_block(block, params["n_coils"])
-    block_radius = params["block_radius"]
-    if block_radius is None:
-        block_radius = 5 if params["method"] == "classic" else 2
-    return _nlmeans_block(
-        block,
-        sigma,
+    """One volume: its noise sigma, then non-local means."""
+    sigma = kernels.estimate_sigma(volume[..., None], n_coils=params["n_coils"])
+    return kernels.nlmeans(
+        volume,
+        float(sigma[0]),
         mask,
-        patch_radius=params["patch_radius"],
-        block_radius=block_radius,
-        rician=params["rician"],
         method=params["method"],
-    )[..., 0]
+        patch_radius=params["patch_radius"],
+        block_radius=params["block_radius"],
+        rician=params["rician"],
+        implementation=_implementation(params),
+    )
 
 
 def voxel_blocks(shape: Sequence[int], side: int) -> list[tuple[slice, ...]]:
@@ -95,16 +93,15 @@ def voxel_blocks(shape: Sequence[int], side: int) -> list[tuple[slice, ...]]:
 def fit_fa(
     block: np.ndarray, mask: np.ndarray, bvals, bvecs, params: Mapping[str, Any]
 ) -> np.ndarray:
-    """Tensor fit (dipy ``TensorModel``) of a block of voxels; its FA, float32."""
-    from sciimg.neuro._dti import _derive, _fit_block
-
-    fit = _fit_block(
+    """Tensor fit of a block of voxels; its FA, float32."""
+    fit = kernels.fit_tensor(
         block,
+        gradient_table(bvals, bvecs),
         mask,
-        gtab=gradient_table(bvals, bvecs),
         fit_method=params["fit_method"],
+        implementation=_implementation(params),
     )
-    return _derive(fit, "fa").astype(np.float32)
+    return kernels.derive_tensor_map(fit, "fa").astype(np.float32)
 
 
 # ------------------------------------------------------------------- astronomy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sciimg import kernels
 from sciimg.io._chunks import chunks_for
 
 __all__ = ["b0_indices", "mean_b0"]
@@ -30,10 +31,6 @@ def b0_indices(bvals, *, threshold: float = 10.0) -> np.ndarray:
         msg = f"no b0 volume: no b-value <= {threshold} (smallest is {bvals.min():g})"
         raise ValueError(msg)
     return idx
-
-
-def _mean_last(block: np.ndarray) -> np.ndarray:
-    return np.mean(block, axis=-1)
 
 
 def mean_b0(data, bvals, *, threshold: float = 10.0, budget=None):
@@ -67,4 +64,6 @@ def mean_b0(data, bvals, *, threshold: float = 10.0, budget=None):
     b0 = data[..., idx]
     # All b0 volumes of a voxel in one chunk: the mean is then exactly numpy's.
     b0 = b0.rechunk(chunks_for(b0.shape, b0.dtype, budget=budget, whole=(3,)))
-    return b0.map_blocks(_mean_last, drop_axis=3, dtype=data.dtype, token="mean_b0")
+    return b0.map_blocks(
+        kernels.mean_b0, drop_axis=3, dtype=data.dtype, token="mean_b0"
+    )

@@ -6,18 +6,14 @@ from typing import Literal
 
 import numpy as np
 
+from sciimg import kernels
+
 __all__ = ["estimate_sigma", "nlmeans"]
 
 
 def _per_volume(data):
     """Whole volumes per chunk: both algorithms look at a volume in one piece."""
     return data.rechunk({0: -1, 1: -1, 2: -1, 3: 1})
-
-
-def _sigma_block(block: np.ndarray, n_coils: int) -> np.ndarray:
-    from dipy.denoise.noise_estimate import estimate_sigma as _estimate
-
-    return _estimate(block, N=n_coils).astype(np.float32)
 
 
 def estimate_sigma(data, *, n_coils: int = 0):
@@ -48,8 +44,8 @@ def estimate_sigma(data, *, n_coils: int = 0):
         raise ValueError(msg)
     data = _per_volume(data)
     return data.map_blocks(
-        _sigma_block,
-        n_coils,
+        kernels.estimate_sigma,
+        n_coils=n_coils,
         drop_axis=(0, 1, 2),
         chunks=(data.chunks[3],),
         dtype=np.float32,
@@ -57,21 +53,10 @@ def estimate_sigma(data, *, n_coils: int = 0):
     )
 
 
-def _nlmeans_block(block, sigma, mask, *, patch_radius, block_radius, rician, method):
-    from dipy.denoise.nlmeans import nlmeans as _nlmeans
-
+def _nlmeans_block(block, sigma, mask, **kwargs):
     out = np.empty_like(block)
     for i in range(block.shape[-1]):
-        out[..., i] = _nlmeans(
-            block[..., i],
-            float(sigma[i]),
-            mask=mask,
-            patch_radius=patch_radius,
-            block_radius=block_radius,
-            rician=rician,
-            num_threads=1,
-            method=method,
-        )
+        out[..., i] = kernels.nlmeans(block[..., i], float(sigma[i]), mask, **kwargs)
     return out
 
 
@@ -84,6 +69,7 @@ def nlmeans(
     patch_radius: int = 1,
     block_radius: int | None = None,
     rician: bool = True,
+    implementation: str = "fast",
 ):
     """Non-local means denoising of each volume, as dipy's ``nlmeans``.
 
@@ -106,6 +92,9 @@ def nlmeans(
         Patch and search-block radii (block default: 5 classic, 2 blockwise).
     rician : bool
         Rician (magnitude MRI) rather than Gaussian noise.
+    implementation : {"fast", "reference"}
+        sciimg's compiled classic algorithm, or dipy's ``nlmeans`` itself
+        (:mod:`sciimg.kernels`; ``"blockwise"`` is always dipy's).
 
     Returns
     -------
@@ -129,6 +118,7 @@ def nlmeans(
     if method not in ("classic", "blockwise"):
         msg = f"method must be 'classic' or 'blockwise', got {method!r}"
         raise ValueError(msg)
+    kernels.check_implementation(implementation)
     if block_radius is None:
         block_radius = 5 if method == "classic" else 2
     data = _per_volume(data)
@@ -161,4 +151,5 @@ def nlmeans(
         block_radius=block_radius,
         rician=rician,
         method=method,
+        implementation=implementation,
     )

@@ -6,6 +6,7 @@ from typing import Literal
 
 import numpy as np
 
+from sciimg import kernels
 from sciimg.errors import InputError
 from sciimg.io._chunks import chunks_for
 
@@ -15,33 +16,10 @@ __all__ = ["DTI_MAPS", "fit_dti", "tensor_maps"]
 DTI_MAPS = ("fa", "md", "ad", "rd", "rgb", "evals", "evecs")
 
 
-def _fit_block(block, mask, *, gtab, fit_method):
-    from dipy.reconst.dti import TensorModel
-
-    params = np.zeros((*block.shape[:3], 12))
-    if mask.any():  # dipy cannot fit an empty set of voxels
-        model = TensorModel(gtab, fit_method=fit_method)
-        params = model.fit(block, mask=mask).model_params
-    return params
-
-
-def _derive(params, name):
-    from dipy.reconst import dti
-
-    evals = params[..., :3]
-    evecs = params[..., 3:].reshape((*params.shape[:-1], 3, 3))
-    if name == "evals":
-        return evals
-    if name == "evecs":
-        return evecs
-    fa = dti.fractional_anisotropy(evals)
-    return {
-        "fa": lambda: fa,
-        "md": lambda: dti.mean_diffusivity(evals),
-        "ad": lambda: dti.axial_diffusivity(evals),
-        "rd": lambda: dti.radial_diffusivity(evals),
-        "rgb": lambda: dti.color_fa(fa, evecs),
-    }[name]()
+def _fit_block(block, mask, *, gtab, fit_method, implementation):
+    return kernels.fit_tensor(
+        block, gtab, mask, fit_method=fit_method, implementation=implementation
+    )
 
 
 def tensor_maps(params, *, dtype=np.float32) -> dict:
@@ -78,7 +56,7 @@ def tensor_maps(params, *, dtype=np.float32) -> dict:
             kwargs = {"new_axis": 4}
         chunks = params.chunks[:3] + tuple((n,) for n in tail)
         out[name] = params.map_blocks(
-            _derive,
+            kernels.derive_tensor_map,
             name,
             chunks=chunks,
             dtype=np.float64,
@@ -92,9 +70,7 @@ def _check_table(gtab, source: str | None) -> None:
     """A tensor has six unknowns and the b0 signal a seventh: a table whose design
     matrix has a lower rank (only b0s, say, as for a topup pair, or fewer than
     six directions) fits zeros everywhere, which dipy does without a word."""
-    from dipy.reconst.dti import design_matrix
-
-    rank = int(np.linalg.matrix_rank(design_matrix(gtab)))
+    rank = kernels.tensor_design_rank(gtab)
     if rank < 7:
         weighted = int(np.count_nonzero(~gtab.b0s_mask))
         raise InputError(
@@ -114,6 +90,7 @@ def fit_dti(
     budget: int | str | None = None,
     dtype=np.float32,
     source: str | None = None,
+    implementation: str = "fast",
 ) -> dict:
     """Fit diffusion tensors (dipy ``TensorModel``) block by block of voxels.
 
@@ -136,6 +113,9 @@ def fit_dti(
         Type of the returned maps.
     source : str, optional
         The series' file, named in errors.
+    implementation : {"fast", "reference"}
+        sciimg's compiled WLS/OLS fit, or dipy's ``TensorModel`` itself
+        (:mod:`sciimg.kernels`; ``"NLLS"`` is always dipy's).
 
     Returns
     -------
@@ -169,6 +149,7 @@ def fit_dti(
     if fit_method not in ("WLS", "OLS", "NLLS"):
         msg = f"fit_method must be 'WLS', 'OLS' or 'NLLS', got {fit_method!r}"
         raise ValueError(msg)
+    kernels.check_implementation(implementation)
     _check_table(gtab, source)
     # Regroup from whole volumes to voxel blocks with every volume: the shuffle the
     # paper's Spark plan did by hand with a groupBy.
@@ -190,5 +171,6 @@ def fit_dti(
         token="fit_dti",
         gtab=gtab,
         fit_method=fit_method,
+        implementation=implementation,
     )
     return tensor_maps(params, dtype=dtype)

@@ -2,72 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from sciimg.errors import InputError
+from sciimg import kernels
 
 __all__ = ["median_otsu_mask"]
-
-
-def _median_otsu(
-    volume: np.ndarray,
-    median_radius: int,
-    numpass: int,
-    dilate: int | None,
-    finalize_mask: bool,
-    require_signal: bool = True,
-    source: str = "volume",
-) -> np.ndarray:
-    import warnings
-
-    from dipy.segment.mask import median_otsu
-
-    if require_signal:
-        _check_not_constant(volume, source)
-    with warnings.catch_warnings():
-        # dipy's Otsu divides by an empty class weight on a flat histogram.
-        warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
-        _, mask = median_otsu(
-            volume,
-            median_radius=median_radius,
-            numpass=numpass,
-            dilate=dilate,
-            finalize_mask=finalize_mask,
-        )
-    mask = mask.astype(bool)
-    if require_signal:
-        _check_brain_in_mask(volume, mask, source)
-    return mask
-
-
-def _check_not_constant(volume: np.ndarray, source: str) -> None:
-    """A series with one value everywhere (all zero: an empty or blanked
-    conversion) has no tissue to find; dipy would return an empty mask and every
-    map after it would be zero, with nothing said."""
-    low, high = float(volume.min()), float(volume.max())
-    if high == low == 0:
-        raise InputError(source, "has no signal: its b0 volumes are all zero")
-    if high == low:
-        raise InputError(
-            source, f"has no signal: its b0 volumes are {low:g} in every voxel"
-        )
-
-
-def _check_brain_in_mask(volume: np.ndarray, mask: np.ndarray, source: str) -> None:
-    """The mask must hold some voxel brighter than the background, taken as the
-    median outside the mask (air and noise). Real heads leave a wide margin: the
-    median voxel inside is 2.6 times the background on dipy's small_64D, and
-    nibabel's example4d has a background of 0. An empty mask holds no head."""
-    inside = volume[mask]
-    outside = volume[~mask]
-    background = float(np.median(outside)) if outside.size else float(volume.min())
-    if not np.any(inside > background):
-        raise InputError(
-            source,
-            "no voxel is above background inside the brain mask "
-            f"({int(mask.sum())} voxels; background {background:g}): no head "
-            "to process in its mean b0 volume",
-        )
 
 
 def median_otsu_mask(
@@ -79,6 +16,7 @@ def median_otsu_mask(
     finalize_mask: bool = False,
     require_signal: bool = True,
     source: str | None = None,
+    implementation: str = "fast",
 ):
     """Brain mask of a (mean b0) volume by median filtering and Otsu's threshold.
 
@@ -104,6 +42,9 @@ def median_otsu_mask(
         gives dipy's mask whatever the volume.
     source : str, optional
         The file the volume comes from, named in those errors.
+    implementation : {"fast", "reference"}
+        sciimg's median filter, or dipy's ``median_otsu`` itself
+        (:mod:`sciimg.kernels`); the masks are identical.
 
     Returns
     -------
@@ -136,15 +77,17 @@ def median_otsu_mask(
     # Otsu's threshold is a property of the whole volume, so the mask is one task.
     # It is one 3-D volume per subject (a few MB even at HCP size): parallelism
     # comes from subjects and from the denoising and fitting steps, not from here.
+    kernels.check_implementation(implementation)
     whole = b0.rechunk(b0.shape)
     return whole.map_blocks(
-        _median_otsu,
-        median_radius,
-        numpass,
-        dilate,
-        finalize_mask,
-        require_signal,
-        source or "volume",
+        kernels.median_otsu,
+        median_radius=median_radius,
+        numpass=numpass,
+        dilate=dilate,
+        finalize_mask=finalize_mask,
+        require_signal=require_signal,
+        source=source or "volume",
+        implementation=implementation,
         dtype=bool,
         token="median_otsu",
     )

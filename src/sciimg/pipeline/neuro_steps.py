@@ -22,6 +22,12 @@ __all__ = ["DTIParams", "DenoiseParams", "MaskParams"]
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    implementation: Literal["fast", "reference"] = Field(
+        "fast",
+        description="sciimg's compiled kernels, or the reference library (dipy) "
+        "called directly",
+    )
+
 
 class MaskParams(_Params):
     """``steps.mask``: mean b0 and ``median_otsu`` brain mask."""
@@ -63,6 +69,7 @@ def mask_step(
     numpass,
     dilate,
     finalize_mask,
+    implementation,
 ):
     b0 = mean_b0(dwi, gtab, threshold=b0_threshold, budget=budget)
     mask = median_otsu_mask(
@@ -72,12 +79,23 @@ def mask_step(
         dilate=dilate,
         finalize_mask=finalize_mask,
         source=source,
+        implementation=implementation,
     )
     return {"mean_b0": b0, "mask": mask}
 
 
 @register_step("denoise", pipeline="neuro", outputs=("denoised",), params=DenoiseParams)
-def denoise_step(dwi, mask, *, method, patch_radius, block_radius, rician, n_coils):
+def denoise_step(
+    dwi,
+    mask,
+    *,
+    method,
+    patch_radius,
+    block_radius,
+    rician,
+    n_coils,
+    implementation,
+):
     sigma = estimate_sigma(dwi, n_coils=n_coils)
     return {
         "denoised": nlmeans(
@@ -88,6 +106,7 @@ def denoise_step(dwi, mask, *, method, patch_radius, block_radius, rician, n_coi
             patch_radius=patch_radius,
             block_radius=block_radius,
             rician=rician,
+            implementation=implementation,
         )
     }
 
@@ -103,7 +122,15 @@ def denoise_step(dwi, mask, *, method, patch_radius, block_radius, rician, n_coi
         "evecs": ("x", "y", "z", "component", "eigenvector"),
     },
 )
-def dti_step(denoised, gtab, mask, budget=None, source=None, *, fit_method):
+def dti_step(
+    denoised, gtab, mask, budget=None, source=None, *, fit_method, implementation
+):
     return fit_dti(
-        denoised, gtab, mask=mask, fit_method=fit_method, budget=budget, source=source
+        denoised,
+        gtab,
+        mask=mask,
+        fit_method=fit_method,
+        budget=budget,
+        source=source,
+        implementation=implementation,
     )

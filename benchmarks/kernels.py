@@ -1,0 +1,301 @@
+"""Each kernel of ``sciimg.kernels``: the reference library against sciimg's fast
+implementation, on one thread, side by side in one run.
+
+The data are those of the issue's measurements: an HCP-size phantom volume
+(``sciimg synth neuro --shape 145 174 145``) with its brain mask, and a
+4000×4072 CCD (``sciimg synth astro --ccd-shape 4000 4072``), written once into
+``--data`` and reused. Each kernel runs once with the reference (dipy, astropy)
+and, after a warm-up call that compiles it, with the fast implementation on the
+same input; the table gives the time per voxel (or value), the ratio and the
+largest difference.
+
+Usage::
+
+    python benchmarks/kernels.py [--data bench-data] [--out kernels.json]
+    python benchmarks/kernels.py --quick      # small shapes: a smoke run
+
+Numba compiles each kernel on its first call and caches the machine code on disk
+beside the module; ``--compile`` also times a first call in a fresh process with
+an empty cache and with the cache filled.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One thread everywhere: the figures are per core (Dask gives the parallelism).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from sciimg import kernels  # noqa: E402
+
+HCP_SHAPE = (145, 174, 145)
+CCD_SHAPE = (4000, 4072)
+
+
+def _timed(func, *args, **kwargs):
+    start = time.perf_counter()
+    result = func(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def _sciimg() -> str:
+    """The ``sciimg`` command of this Python's environment."""
+    beside = Path(sys.executable).with_name("sciimg")
+    return str(beside) if beside.exists() else "sciimg"
+
+
+def _synth(kind: str, folder: Path, *args: str) -> Path:
+    if not (folder / ".complete").exists():
+        subprocess.run(
+            [_sciimg(), "synth", kind, str(folder), "--overwrite", *args], check=True
+        )
+        (folder / ".complete").touch()
+    return folder
+
+
+def _subject(folder: Path, shape, directions: int):
+    from sciimg.io import open_dwi
+
+    _synth(
+        "neuro",
+        folder,
+        "--subjects",
+        "1",
+        "--shape",
+        *map(str, shape),
+        "--directions",
+        str(directions),
+    )
+    dwi = open_dwi(folder / "sub-01" / "dwi" / "sub-01_dwi.nii.gz")
+    return np.asarray(dwi.data.compute(scheduler="sync"), np.float32), dwi.gtab
+
+
+def _row(kernel, unit, n, reference, fast, difference, note=""):
+    return {
+        "kernel": kernel,
+        "unit": unit,
+        "n": int(n),
+        "reference_s": reference,
+        "fast_s": fast,
+        "reference_per_unit": reference / n,
+        "fast_per_unit": fast / n,
+        "ratio": reference / fast,
+        "max_difference": difference,
+        "note": note,
+    }
+
+
+def bench_mask(b0, radius):
+    kw = {"median_radius": radius, "numpass": 2, "dilate": 1}
+    kernels.median_otsu(b0[:24, :24, :24], **kw)  # compile
+    ref, t_ref = _timed(kernels.median_otsu, b0, implementation="reference", **kw)
+    fast, t_fast = _timed(kernels.median_otsu, b0, **kw)
+    diff = int(np.count_nonzero(ref != fast))
+    return ref, _row(
+        "median_otsu", "voxel", b0.size, t_ref, t_fast, diff, "voxels different"
+    )
+
+
+def bench_nlmeans(volume, mask):
+    sigma = float(kernels.estimate_sigma(volume[..., None])[0])
+    kernels.nlmeans(volume[:16, :16, :16], sigma, mask[:16, :16, :16])  # compile
+    ref, t_ref = _timed(
+        kernels.nlmeans, volume, sigma, mask, implementation="reference"
+    )
+    fast, t_fast = _timed(kernels.nlmeans, volume, sigma, mask)
+    scale = float(np.abs(ref).max())
+    diff = float(np.abs(fast.astype(np.float64) - ref).max() / scale)
+    return _row(
+        "nlmeans classic (P1 B5 Rician)",
+        "masked voxel",
+        mask.sum(),
+        t_ref,
+        t_fast,
+        diff,
+        "relative to the volume's maximum",
+    )
+
+
+def bench_tensor(data, gtab, mask, n_voxels, method="WLS"):
+    # dipy costs 26-285 µs a voxel: a slab of masked voxels gives the rate.
+    where = np.flatnonzero(mask.ravel())[:n_voxels]
+    block = data.reshape(-1, data.shape[-1])[where]
+    kernels.fit_tensor(block[:64], gtab, fit_method=method)  # compile
+    ref, t_ref = _timed(
+        kernels.fit_tensor, block, gtab, fit_method=method, implementation="reference"
+    )
+    fast, t_fast = _timed(kernels.fit_tensor, block, gtab, fit_method=method)
+    fa_ref = kernels.derive_tensor_map(ref, "fa")
+    fa_fast = kernels.derive_tensor_map(fast, "fa")
+    diff = float(np.nanmax(np.abs(fa_ref - fa_fast)))
+    return _row(
+        f"fit_tensor {method}, {data.shape[-1]} volumes",
+        "voxel",
+        len(where),
+        t_ref,
+        t_fast,
+        diff,
+        "FA, absolute",
+    )
+
+
+def _ccd_stack(folder: Path, shape, n: int, rows: int):
+    from astropy.io import fits
+
+    _synth(
+        "astro", folder, "--visits", "1", "--ccds", "1", "--ccd-shape", *map(str, shape)
+    )
+    with fits.open(folder / "visit-0" / "ccd-0.fits") as hdul:
+        image = np.asarray(hdul["IMAGE"].data[:rows], np.float64)
+        variance = np.asarray(hdul["VARIANCE"].data[:rows], np.float64)
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(n, *image.shape)) * np.sqrt(variance)
+    values = (image + noise).astype(np.float32)
+    hits = rng.random(values.shape) < 0.01  # cosmic rays and satellite trails
+    values[hits] += (
+        50
+        * np.sqrt(variance.astype(np.float32)).repeat(n, 0).reshape(values.shape)[hits]
+    )
+    return values, np.broadcast_to(variance.astype(np.float32), values.shape)
+
+
+def bench_clip(values, variances):
+    from astropy.stats import sigma_clip
+
+    def astropy_mean():
+        clipped = sigma_clip(values, sigma=3, maxiters=2, axis=0, masked=True)
+        return clipped.mean(axis=0)
+
+    kw = {"nsigma": 3.0, "iterations": 2, "clip": "stack"}
+    kernels.clipped_mean(values[:, :4, :4], variances[:, :4, :4], **kw)  # compile
+    _, t_astropy = _timed(astropy_mean)
+    ref, t_ref = _timed(
+        kernels.clipped_mean, values, variances, implementation="reference", **kw
+    )
+    fast, t_fast = _timed(kernels.clipped_mean, values, variances, **kw)
+    spread = float(np.nanmax(np.sqrt(ref[1])))
+    diff = float(np.nanmax(np.abs(fast[0] - ref[0])) / spread)
+    rows = [
+        _row("clipped_mean vs sciimg NumPy", "value", values.size, t_ref, t_fast, diff),
+        _row(
+            "clipped_mean vs astropy sigma_clip",
+            "value",
+            values.size,
+            t_astropy,
+            t_fast,
+            diff,
+            "astropy: sigma_clip + mean, same stack",
+        ),
+    ]
+    rows[0]["note"] = "mean, relative to its standard error"
+    return rows
+
+
+def compile_times() -> dict:
+    """First call in a fresh process: with an empty numba cache, then cached."""
+    code = (
+        "import time, numpy as np; t = time.perf_counter();"
+        "from sciimg import kernels;"
+        "v = np.random.default_rng(0).normal(100, 5, (12, 12, 12)).astype('f4');"
+        "kernels.nlmeans(v, 5.0, v > 0);"
+        "print(time.perf_counter() - t)"
+    )
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for label in ("empty cache", "cached"):
+            result = subprocess.run(
+                [sys.executable, "-c", code],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            out[label] = float(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def _print(rows) -> None:
+    print("\n| kernel | reference | fast | ratio | max difference |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        unit = r["unit"]
+        scale, tag = (1e9, "ns") if r["fast_per_unit"] < 1e-6 else (1e6, "µs")
+        print(
+            f"| {r['kernel']} | {r['reference_per_unit'] * scale:.2f} {tag}/{unit} "
+            f"({r['reference_s']:.1f} s) | {r['fast_per_unit'] * scale:.2f} "
+            f"{tag}/{unit} ({r['fast_s']:.2f} s) | {r['ratio']:.1f}× | "
+            f"{r['max_difference']:.2g} {r['note']} |"
+        )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("bench-data"))
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true", help="small shapes")
+    parser.add_argument("--compile", action="store_true", help="time compilation")
+    parser.add_argument(
+        "--only", default="mask,nlmeans,tensor,clip", help="comma-separated subset"
+    )
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+    shape = (40, 48, 40) if args.quick else HCP_SHAPE
+    ccd = (400, 512) if args.quick else CCD_SHAPE
+    rows = []
+    data, gtab = _subject(args.data / f"neuro-{'x'.join(map(str, shape))}", shape, 30)
+    b0 = kernels.mean_b0(data[..., gtab.b0s_mask])
+    mask = kernels.median_otsu(b0, median_radius=4, numpass=2, dilate=1)
+    print(f"{_machine()}\nvolume {shape}, {mask.mean():.0%} in the mask", flush=True)
+    if "mask" in only:
+        rows.append(bench_mask(b0, 4)[1])
+    if "nlmeans" in only:
+        first_dw = int(np.flatnonzero(~gtab.b0s_mask)[0])
+        rows.append(bench_nlmeans(np.ascontiguousarray(data[..., first_dw]), mask))
+    if "tensor" in only:
+        n = 2000 if args.quick else 20000
+        rows.append(bench_tensor(data, gtab, mask, n))
+        rows.append(bench_tensor(data, gtab, mask, n, "OLS"))
+        del data
+        hcp, hcp_gtab = _subject(args.data / "neuro-288", (24, 24, 20), 90)
+        hcp_mask = np.ones(hcp.shape[:3], bool)
+        rows.append(bench_tensor(hcp, hcp_gtab, hcp_mask, hcp_mask.sum()))
+    if "clip" in only:
+        values, variances = _ccd_stack(args.data / f"astro-{ccd[0]}", ccd, 24, 256)
+        rows.extend(bench_clip(values, variances))
+    _print(rows)
+    result = {"machine": _machine(), "shape": shape, "rows": rows}
+    if args.compile:
+        result["compile"] = compile_times()
+        print(f"\nfirst call in a new process: {result['compile']}")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
