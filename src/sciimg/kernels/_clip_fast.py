@@ -102,19 +102,31 @@ def _clip_pixels(
     for j0 in range(0, m, t):
         b = min(t, m - j0)
         nk[:b] = 0
+        # Row views and no branch inside: the loops over p vectorise.
         for k in range(n):
+            v_row, s_row = values[k, j0 : j0 + b], variances[k, j0 : j0 + b]
+            x_k, w_k, srt_k, lim_k = x[k], w[k], srt[k], lim[k]
             for p in range(b):
-                v = np.float64(values[k, j0 + p])
-                s = np.float64(variances[k, j0 + p])
-                good = np.isfinite(v) & np.isfinite(s) & (s > 0.0)
-                if use_valid:
-                    good &= valid[k, j0 + p]
-                x[k, p] = v if good else 0.0
-                srt[k, p] = v if good else np.inf
-                w[k, p] = 1.0 / s if good else 0.0
-                if need_lim:
-                    lim[k, p] = nsigma * np.sqrt(s)
+                v = np.float64(v_row[p])
+                s = np.float64(s_row[p])
+                # Finite value, finite positive variance (NaN fails every test).
+                good = (abs(v) < np.inf) & (s > 0.0) & (s < np.inf)
+                x_k[p] = v if good else 0.0
+                srt_k[p] = v_row[p] if good else np.inf
+                w_k[p] = 1.0 / s if good else 0.0
+                lim_k[p] = s
                 nk[p] += good
+            if use_valid:
+                ok_row = valid[k, j0 : j0 + b]
+                for p in range(b):
+                    ok = ok_row[p]
+                    nk[p] -= (w_k[p] > 0) & ~ok
+                    x_k[p] = x_k[p] if ok else 0.0
+                    srt_k[p] = srt_k[p] if ok else np.inf
+                    w_k[p] = w_k[p] if ok else 0.0
+            if need_lim:
+                for p in range(b):
+                    lim_k[p] = nsigma * np.sqrt(lim_k[p])
         n_ok[:b] = nk[:b]
         first[:b] = 0
         if iterations > 0:
