@@ -101,7 +101,7 @@ def test_float32_input_equals_reference():
         _assert_same(*_both(x, var, clip=clip))
 
 
-@pytest.mark.parametrize("tail", [(), (5,), (6, 4), (2, 3, 4)])
+@pytest.mark.parametrize("tail", [(), (5,), (6, 4), (2, 3, 4), (0, 3)])
 def test_trailing_shapes(tail):
     x, var = _stack(7, tail=tail, seed=len(tail))
     got, want = _both(x, var, clip="stack")

@@ -86,7 +86,7 @@ def _clip_pixels(
     # finite positive variance has a positive inverse).
     w = np.empty((n, t))
     w_new = np.empty((n, t))
-    lim = np.empty((n, t))  # nsigma * sqrt(variance), for clip="variance"
+    lim = np.empty((n, t))  # variances, then nsigma * sqrt(variance)
     # The allowed values sorted, then +inf; float32 values sort as float32 (the
     # same order, twice the vector lanes).
     srt = np.empty((n, t), values.dtype)
@@ -247,14 +247,15 @@ def clipped_mean(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Inverse-variance weighted mean along axis 0 after iterative sigma clipping.
 
-    The same result as :func:`sciimg.astro.clipped_mean`, computed pixel by pixel
-    in compiled code. Each iteration measures a centre and a spread from the
-    values still kept and drops those more than ``nsigma`` spreads from the
-    centre (a value exactly at the limit stays). With ``clip="variance"`` the
-    spread of each value is the square root of its variance and the centre is
-    the median, then the inverse-variance weighted mean; with ``clip="stack"``
-    centre and spread are the median and the standard deviation (ddof 0) of the
-    kept values. A pixel where every value would go keeps the values it had.
+    The same result as :func:`sciimg.astro.clipped_mean`, in compiled code that
+    reads the stack once and builds no float64 temporaries of it. Each iteration
+    measures a centre and a spread from the values still kept and drops those
+    more than ``nsigma`` spreads from the centre (a value exactly at the limit
+    stays). With ``clip="variance"`` the spread of each value is the square root
+    of its variance and the centre is the median, then the inverse-variance
+    weighted mean; with ``clip="stack"`` centre and spread are the median and the
+    standard deviation (ddof 0) of the kept values. A pixel where every value
+    would go keeps the values it had.
 
     Parameters
     ----------
