@@ -44,8 +44,16 @@ def clipped_mean(
     )
 
 
-@kernel("clipped_mean").register(("fast", "reference"))
+@kernel("clipped_mean").register("reference")
 def _clipped_mean_numpy(values, variances, valid, **kwargs):
     from sciimg.astro import clipped_mean as _clipped_mean
+
+    return _clipped_mean(values, variances, valid, **kwargs)
+
+
+@kernel("clipped_mean").register("fast")
+def _clipped_mean_numba(values, variances, valid, **kwargs):
+    # Imported on first use: numba compiles (or loads from its cache) then.
+    from sciimg.kernels._clip_fast import clipped_mean as _clipped_mean
 
     return _clipped_mean(values, variances, valid, **kwargs)
