@@ -14,7 +14,7 @@ from numbers import Number
 
 import numpy as np
 
-from sciimg.kernels._nlmeans_numba import accumulate_map, accumulate_scalar
+from sciimg.kernels._nlmeans_numba import accumulate
 
 __all__ = ["nlmeans_classic"]
 
@@ -179,14 +179,27 @@ def nlmeans_classic(
             sbar = sum([s0] * pv) / pv
             denom = pv * (math.sqrt(2) * sbar**2)
             q = 1.0 / denom if denom != 0 else math.inf
-            accumulate_scalar(ap, lo, hi, q, P, B, offsets, _STRIP_ROWS, sw, swa)
+            accumulate(
+                ap,
+                lo,
+                hi,
+                q,
+                np.zeros((1, 1, 1)),
+                False,
+                P,
+                B,
+                offsets,
+                _STRIP_ROWS,
+                sw,
+                swa,
+            )
             w0 = np.exp(-0.0 * np.float64(q))
         else:
             sp = np.pad(sig, B, mode="reflect")
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 sbar = _box_sum(sp, P) / pv
                 qmap = 1.0 / (pv * (math.sqrt(2) * sbar**2))
-            accumulate_map(ap, lo, hi, qmap, P, B, offsets, _STRIP_ROWS, sw, swa)
+            accumulate(ap, lo, hi, 0.0, qmap, True, P, B, offsets, _STRIP_ROWS, sw, swa)
             with np.errstate(invalid="ignore"):
                 w0 = np.exp(-0.0 * qmap[inner])
         # The centre offset: distance 0, weight exp(-0 * q), 1 unless sigma is 0.

@@ -8,10 +8,15 @@ patch run over ``|d|_inf <= R = B - P``; only half of them are visited
 (neighbour ``x + d``) and the centre ``x + d`` (neighbour ``x``).
 
 For one plane ``i`` of centres, a strip of ``TJ`` rows and one offset, the
-squared differences of two rows are box-summed along ``k`` and the three
-(``2P + 1``) planes are added into ``T``; the sum of ``2P + 1`` rows of ``T``
-gives the distances of a row of centres. Direct sums (no running sums, no
-integral images) keep every distance within a few ulps of dipy's.
+squared differences of two rows are summed over the ``2P + 1`` planes and
+box-summed along ``k`` into ``T``; the sum of ``2P + 1`` rows of ``T`` gives the
+distances of a row of centres. Direct sums (no running sums, no integral
+images) keep every distance within a few ulps of dipy's.
+
+The row loops index flat (raveled) arrays with unsigned offsets: numba adds a
+negative-index select to every signed index it cannot prove non-negative,
+which stops LLVM from vectorising, and slicing would cost two atomic
+reference-count updates per slice.
 
 Only the centres that matter are computed: per row, the bounding span of the
 masked voxels, united with the span of the row whose voxels are this row's
@@ -65,38 +70,39 @@ def _bits_f64(typingctx, x):
     return types.float64(types.int64), codegen
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=_FM, inline="always")
 def _exp_nonpos(x: float) -> float:
     """exp(x) for x <= 0 or NaN, branch-free so that row loops vectorise.
 
     libm's exp is a call LLVM cannot vectorise. Cody-Waite reduction
     ``x = k ln2 + r`` with ``|r| <= ln2 / 2`` and Taylor terms to ``r**12``
-    (truncation < 2e-16 relative); ``2**k`` is built in the exponent bits.
-    NaN stays NaN, -inf and anything below -708 give 0.
+    (truncation < 2e-16 relative, measured error <= 2 ulp); ``2**k`` is built
+    in the exponent bits. NaN stays NaN, -inf and anything below -708 give 0.
     """
     xc = _EXP_MIN if x < _EXP_MIN else x
     t = xc * _LOG2E + _SHIFTER
     kf = t - _SHIFTER
     r = (xc - kf * _LN2_HI) - kf * _LN2_LO
-    p = 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
+    # Estrin's scheme: a shallower dependency chain than Horner's.
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    q0 = (1.0 + r) + r2 * (0.5 + r * (1.0 / 6.0))
+    q1 = (1.0 / 24.0 + r * (1.0 / 120.0)) + r2 * (1.0 / 720.0 + r * (1.0 / 5040.0))
+    q2 = (1.0 / 40320.0 + r * (1.0 / 362880.0)) + r2 * (
+        1.0 / 3628800.0 + r * (1.0 / 39916800.0)
+    )
+    p = (q0 + r4 * q1) + r8 * (q2 + r4 * (1.0 / 479001600.0))
     k = _f64_bits(t) - _SHIFTER_BITS
     scale = _bits_f64((k + 1023) << 52)
     return 0.0 if x < _EXP_MIN else p * scale
 
 
-@njit(cache=True)
+_U1 = np.uint64(1)
+_U2 = np.uint64(2)
+
+
+@njit(cache=True, inline="always")
 def _row_need(lo, hi, i, j, di, dj, dk):
     """Span of centres on row (i, j) whose own or neighbour's voxel is masked."""
     a = lo[i, j]
@@ -115,50 +121,121 @@ def _row_need(lo, hi, i, j, di, dj, dk):
     return a, b
 
 
-@njit(cache=True, fastmath=_FM)
-def _strip_distances(ap, i, j0, jf, jl, klo, khi, di, dj, dk, P, T, D):
-    """Fill T[t, klo:khi] for the rows jf - P .. jl + P of the strip at j0.
+@njit(cache=True, fastmath=_FM, inline="always")
+def _sq_diff3(a, s0, s1, s2, m, e, n):
+    """e[k] = sum over 3 planes of (a[s + k] - a[s + m + k])**2."""
+    for k in range(n):
+        u = a[s0 + k] - a[s0 + m + k]
+        v = a[s1 + k] - a[s1 + m + k]
+        z = a[s2 + k] - a[s2 + m + k]
+        e[k] = u * u + v * v + z * z
 
-    T[t, k] sums (a(y) - a(y + d))**2 over the (2P + 1) x 1 x (2P + 1)
-    neighbourhood of y = (i, j0 - P + t, k) in (i, k); row sums over j follow.
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _add_sq_diff(a, s, m, e, n):
+    for k in range(n):
+        v = a[s + k] - a[s + m + k]
+        e[k] += v * v
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _box3(e, t, t0, n):
+    for k in range(n):
+        t[t0 + k] = e[k] + e[k + _U1] + e[k + _U2]
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _box_add(e, c, t, t0, n):
+    for k in range(n):
+        t[t0 + k] += e[k + c]
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _box_first(e, t, t0, n):
+    for k in range(n):
+        t[t0 + k] = e[k]
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _ssd3(t, r0, r1, r2, ssd, n):
+    for k in range(n):
+        ssd[k] = t[r0 + k] + t[r1 + k] + t[r2 + k]
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _ssd_add(t, r, ssd, n):
+    for k in range(n):
+        ssd[k] += t[r + k]
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _weights(ssd, q, w, n):
+    for k in range(n):
+        w[k] = _exp_nonpos(-ssd[k] * q)
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _weights_map(ssd, q, q0, w, n):
+    for k in range(n):
+        w[k] = _exp_nonpos(-ssd[k] * q[q0 + k])
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _add_weighted(sw, swa, o, w, a, ao, n):
+    """sw[o:] += w; swa[o:] += w * a[ao:]**2 (a: the neighbour's values)."""
+    for k in range(n):
+        v = a[ao + k]
+        sw[o + k] += w[k]
+        swa[o + k] += w[k] * (v * v)
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _strip_distances(a, s0, s1, P, jf, jl, j0, klo, khi, i, m, Tf, E):
+    """T rows for the strip rows jf - P .. jl + P, columns klo .. khi.
+
+    ``T[t, k]`` sums ``(a(y) - a(y + d))**2`` over the ``(2P + 1) x 1 x (2P + 1)``
+    neighbourhood in ``(i, k)`` of ``y = (i, j0 - P + t, k)``; ``m`` is the flat
+    offset of ``d``. E holds the plane sums before the box sum along ``k``.
     """
+    n = np.uint64(khi - klo)
+    w = np.uint64(khi - klo + 2 * P)
+    width = np.uint64(s1)
+    mu = np.uint64(m)
     for jj in range(jf - P, jl + P + 1):
-        t = jj - j0 + P
-        Tt = T[t]
-        for k in range(klo, khi):
-            Tt[k] = 0.0
-        for a in range(-P, P + 1):
-            r1 = ap[i + a, jj]
-            r2 = ap[i + a + di, jj + dj]
-            for k in range(klo - P, khi + P):
-                v = r1[k] - r2[k + dk]
-                D[k] = v * v
-            for c in range(-P, P + 1):
-                for k in range(klo, khi):
-                    Tt[k] += D[k + c]
+        t0 = np.uint64(jj - j0 + P) * width + np.uint64(klo)
+        row = (i - P) * s0 + jj * s1 + klo - P
+        if P == 1:
+            r = np.uint64(row)
+            _sq_diff3(a, r, r + np.uint64(s0), r + np.uint64(2 * s0), mu, E, w)
+            _box3(E, Tf, t0, n)
+        else:
+            for e in range(w):
+                E[e] = 0.0
+            for p in range(2 * P + 1):
+                _add_sq_diff(a, np.uint64(row + p * s0), mu, E, w)
+            _box_first(E, Tf, t0, n)
+            for c in range(1, 2 * P + 1):
+                _box_add(E, np.uint64(c), Tf, t0, n)
 
 
 @njit(cache=True, fastmath=_FM)
-def _row_ssd(T, t, P, a, b, ssd):
-    """ssd[a:b] = sum of the rows t - P .. t + P of T."""
-    for k in range(a, b):
-        ssd[k] = T[t - P, k]
-    for c in range(-P + 1, P + 1):
-        Tc = T[t + c]
-        for k in range(a, b):
-            ssd[k] += Tc[k]
+def accumulate(ap, lo, hi, q, qmap, use_map, P, B, offsets, TJ, sw, swa):
+    """Add the weights of all non-zero offsets into sw and swa.
 
-
-@njit(cache=True, fastmath=_FM)
-def accumulate_scalar(ap, lo, hi, q, P, B, offsets, TJ, sw, swa):
-    """Add the weights of all non-zero offsets into sw and swa (one sigma).
-
-    ``w = exp(-SSD * q)`` with ``q = 1 / (patch volume * sqrt(2) * sigma**2)``;
-    each weight is added to both voxels of its pair.
+    ``w = exp(-SSD * q)`` with ``q = 1 / (patch volume * sqrt(2) * sigma_bar**2)``,
+    one number, or per voxel (``qmap``, the moving patch's) if ``use_map``;
+    each distance serves both voxels of its pair. ap, qmap, sw and swa share
+    one padded shape; lo, hi are the masked spans per (i, j) row.
     """
     N0, N1, N2 = ap.shape
-    T = np.empty((TJ + 2 * P, N2))
-    D = np.empty(N2)
+    s0 = N1 * N2
+    s1 = N2
+    a = ap.ravel()
+    qf = qmap.ravel()
+    swf = sw.ravel()
+    swaf = swa.ravel()
+    Tf = np.empty((TJ + 2 * P) * N2)
+    E = np.empty(N2)
     ssd = np.empty(N2)
     w = np.empty(N2)
     nlo = np.empty(TJ, np.int64)
@@ -175,102 +252,49 @@ def accumulate_scalar(ap, lo, hi, q, P, B, offsets, TJ, sw, swa):
                 klo = N2
                 khi = 0
                 for j in range(j0, j1):
-                    a, b = _row_need(lo, hi, i, j, di, dj, dk)
-                    nlo[j - j0] = a
-                    nhi[j - j0] = b
-                    if b > a:
+                    lo_j, hi_j = _row_need(lo, hi, i, j, di, dj, dk)
+                    nlo[j - j0] = lo_j
+                    nhi[j - j0] = hi_j
+                    if hi_j > lo_j:
                         if jf < 0:
                             jf = j
                         jl = j
-                        klo = min(klo, a)
-                        khi = max(khi, b)
+                        klo = min(klo, lo_j)
+                        khi = max(khi, hi_j)
                 if jf < 0:
                     continue
-                _strip_distances(ap, i, j0, jf, jl, klo, khi, di, dj, dk, P, T, D)
+                m = di * s0 + dj * s1 + dk
+                _strip_distances(a, s0, s1, P, jf, jl, j0, klo, khi, i, m, Tf, E)
                 for j in range(jf, jl + 1):
-                    a = nlo[j - j0]
-                    b = nhi[j - j0]
-                    if b <= a:
+                    lo_j = nlo[j - j0]
+                    hi_j = nhi[j - j0]
+                    if hi_j <= lo_j:
                         continue
-                    _row_ssd(T, j - j0 + P, P, a, b, ssd)
-                    for k in range(a, b):
-                        w[k] = _exp_nonpos(-ssd[k] * q)
-                    ax = ap[i, j]
-                    axd = ap[i + di, j + dj]
-                    swx = sw[i, j]
-                    swax = swa[i, j]
-                    for k in range(a, b):
-                        v = axd[k + dk]
-                        swx[k] += w[k]
-                        swax[k] += w[k] * (v * v)
-                    swxd = sw[i + di, j + dj]
-                    swaxd = swa[i + di, j + dj]
-                    for k in range(a, b):
-                        v = ax[k]
-                        swxd[k + dk] += w[k]
-                        swaxd[k + dk] += w[k] * (v * v)
-
-
-@njit(cache=True, fastmath=_FM)
-def accumulate_map(ap, lo, hi, q, P, B, offsets, TJ, sw, swa):
-    """As :func:`accumulate_scalar` with a per-voxel ``q`` (a sigma map).
-
-    The weight of centre x and neighbour x + d uses the moving patch's sigma,
-    ``q[x + d]``; its mirror (centre x + d, neighbour x) uses ``q[x]``.
-    """
-    N0, N1, N2 = ap.shape
-    T = np.empty((TJ + 2 * P, N2))
-    D = np.empty(N2)
-    ssd = np.empty(N2)
-    w = np.empty(N2)
-    nlo = np.empty(TJ, np.int64)
-    nhi = np.empty(TJ, np.int64)
-    for i in range(P, N0 - B):
-        for j0 in range(P, N1 - P, TJ):
-            j1 = min(j0 + TJ, N1 - P)
-            for o in range(offsets.shape[0]):
-                di = offsets[o, 0]
-                dj = offsets[o, 1]
-                dk = offsets[o, 2]
-                jf = -1
-                jl = -1
-                klo = N2
-                khi = 0
-                for j in range(j0, j1):
-                    a, b = _row_need(lo, hi, i, j, di, dj, dk)
-                    nlo[j - j0] = a
-                    nhi[j - j0] = b
-                    if b > a:
-                        if jf < 0:
-                            jf = j
-                        jl = j
-                        klo = min(klo, a)
-                        khi = max(khi, b)
-                if jf < 0:
-                    continue
-                _strip_distances(ap, i, j0, jf, jl, klo, khi, di, dj, dk, P, T, D)
-                for j in range(jf, jl + 1):
-                    a = nlo[j - j0]
-                    b = nhi[j - j0]
-                    if b <= a:
-                        continue
-                    _row_ssd(T, j - j0 + P, P, a, b, ssd)
-                    ax = ap[i, j]
-                    axd = ap[i + di, j + dj]
-                    qx = q[i, j]
-                    qxd = q[i + di, j + dj]
-                    swx = sw[i, j]
-                    swax = swa[i, j]
-                    for k in range(a, b):
-                        wk = _exp_nonpos(-ssd[k] * qxd[k + dk])
-                        v = axd[k + dk]
-                        swx[k] += wk
-                        swax[k] += wk * (v * v)
-                    for k in range(a, b):
-                        w[k] = _exp_nonpos(-ssd[k] * qx[k])
-                    swxd = sw[i + di, j + dj]
-                    swaxd = swa[i + di, j + dj]
-                    for k in range(a, b):
-                        v = ax[k]
-                        swxd[k + dk] += w[k]
-                        swaxd[k + dk] += w[k] * (v * v)
+                    n = np.uint64(hi_j - lo_j)
+                    t = j - j0 + P
+                    if P == 1:
+                        _ssd3(
+                            Tf,
+                            np.uint64((t - 1) * N2 + lo_j),
+                            np.uint64(t * N2 + lo_j),
+                            np.uint64((t + 1) * N2 + lo_j),
+                            ssd,
+                            n,
+                        )
+                    else:
+                        for e in range(n):
+                            ssd[e] = 0.0
+                        for c in range(2 * P + 1):
+                            _ssd_add(Tf, np.uint64((t - P + c) * N2 + lo_j), ssd, n)
+                    x = np.uint64(i * s0 + j * s1 + lo_j)
+                    xd = x + np.uint64(m)
+                    # centre x, neighbour x + d: the moving patch is at x + d
+                    if use_map:
+                        _weights_map(ssd, qf, xd, w, n)
+                    else:
+                        _weights(ssd, q, w, n)
+                    _add_weighted(swf, swaf, x, w, a, xd, n)
+                    # centre x + d, neighbour x: the moving patch is at x
+                    if use_map:
+                        _weights_map(ssd, qf, x, w, n)
+                    _add_weighted(swf, swaf, xd, w, a, x, n)
