@@ -14,7 +14,7 @@ from numbers import Number
 
 import numpy as np
 
-from sciimg.kernels._nlmeans_numba import accumulate
+from sciimg.kernels._nlmeans_numba import accumulate, finish, pad_reflect
 
 __all__ = ["nlmeans_classic"]
 
@@ -159,61 +159,42 @@ def nlmeans_classic(
             raise ValueError(f"mask must have shape {arr.shape}, got {m.shape}")
         m = m != 0
 
-    a64 = np.ascontiguousarray(arr, dtype=np.float64)
     pv = (2 * P + 1) ** 3
     R = B - P
-    out = np.zeros(arr.shape)
+    out = np.empty(arr.shape)
+    ap = pad_reflect(arr.astype(np.float64, copy=False), B)
+    sw = np.zeros(ap.shape)
+    swa = np.zeros(ap.shape)
+    q = 0.0
+    qmap = np.zeros((1, 1, 1))
+    if not scalar:
+        sp = pad_reflect(sig, B)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            qmap = 1.0 / (pv * (math.sqrt(2) * (_box_sum(sp, P) / pv) ** 2))
+    else:
+        # dipy averages the same sigma over the patch: sum, then divide.
+        sbar = sum([s0] * pv) / pv
+        denom = pv * (math.sqrt(2) * sbar**2)
+        q = 1.0 / denom if denom != 0 else math.inf
     if R >= 0 and m.any():
-        ap = np.pad(a64, B, mode="reflect")
         lo, hi = _mask_spans(m, B)
-        sw = np.zeros(ap.shape)
-        swa = np.zeros(ap.shape)
         offsets = _half_offsets(R)
-        inner = (
-            slice(B, B + arr.shape[0]),
-            slice(B, B + arr.shape[1]),
-            slice(B, B + arr.shape[2]),
-        )
-        if scalar:
-            # dipy averages the same sigma over the patch: sum then divide.
-            sbar = sum([s0] * pv) / pv
-            denom = pv * (math.sqrt(2) * sbar**2)
-            q = 1.0 / denom if denom != 0 else math.inf
-            accumulate(
-                ap,
-                lo,
-                hi,
-                q,
-                np.zeros((1, 1, 1)),
-                False,
-                P,
-                B,
-                offsets,
-                _STRIP_ROWS,
-                sw,
-                swa,
-            )
-            w0 = np.exp(-0.0 * np.float64(q))
-        else:
-            sp = np.pad(sig, B, mode="reflect")
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                sbar = _box_sum(sp, P) / pv
-                qmap = 1.0 / (pv * (math.sqrt(2) * sbar**2))
-            accumulate(ap, lo, hi, 0.0, qmap, True, P, B, offsets, _STRIP_ROWS, sw, swa)
-            with np.errstate(invalid="ignore"):
-                w0 = np.exp(-0.0 * qmap[inner])
-        # The centre offset: distance 0, weight exp(-0 * q), 1 unless sigma is 0.
-        tot_w = sw[inner] + w0
-        tot_wa = swa[inner] + w0 * a64 * a64
-        # dipy leaves 0 where the weights do not sum to a positive number (NaN).
-        with np.errstate(invalid="ignore", divide="ignore"):
-            good = m & (tot_w > 0)
-            out[good] = tot_wa[good] / tot_w[good]
-    if rician:
-        s2 = 2 * (sig if not scalar else s0) ** 2
-        with np.errstate(invalid="ignore"):
-            out -= s2
-            out[out < 0] = 0
-    with np.errstate(invalid="ignore"):
-        out = np.sqrt(out)
+        accumulate(ap, lo, hi, q, qmap, not scalar, P, B, offsets, _STRIP_ROWS, sw, swa)
+    elif R < 0:
+        # No offset fits in the block: dipy's weights sum to 0, its result is 0.
+        m = np.zeros_like(m)
+    finish(
+        ap,
+        m,
+        sw,
+        swa,
+        q,
+        qmap,
+        not scalar,
+        np.empty((0, 0, 0)) if scalar else sig,
+        s0,
+        rician,
+        B,
+        out,
+    )
     return np.asarray(out, dtype=arr.dtype)

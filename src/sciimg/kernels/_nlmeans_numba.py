@@ -298,3 +298,61 @@ def accumulate(ap, lo, hi, q, qmap, use_map, P, B, offsets, TJ, sw, swa):
                     if use_map:
                         _weights_map(ssd, qf, x, w, n)
                     _add_weighted(swf, swaf, xd, w, a, x, n)
+
+
+@njit(cache=True)
+def pad_reflect(arr, pad):
+    """float64 copy of arr padded by ``pad`` with reflection (edge not repeated).
+
+    numpy's ``reflect`` mode, which is dipy's padding while every dimension
+    exceeds ``pad``.
+    """
+    n0, n1, n2 = arr.shape
+    out = np.empty((n0 + 2 * pad, n1 + 2 * pad, n2 + 2 * pad))
+    for i in range(n0 + 2 * pad):
+        si = abs(i - pad)
+        si = 2 * (n0 - 1) - si if si >= n0 else si
+        for j in range(n1 + 2 * pad):
+            sj = abs(j - pad)
+            sj = 2 * (n1 - 1) - sj if sj >= n1 else sj
+            for k in range(n2 + 2 * pad):
+                sk = abs(k - pad)
+                sk = 2 * (n2 - 1) - sk if sk >= n2 else sk
+                out[i, j, k] = arr[si, sj, sk]
+    return out
+
+
+@njit(cache=True)
+def finish(ap, mask, sw, swa, q, qmap, use_map, sigma, s0, rician, pad, out):
+    """out = dipy's result from the weight sums (padded) of every centre.
+
+    Adds the centre offset (distance 0, weight ``exp(-0 * q)``: 1, or NaN where
+    sigma is 0 as in dipy), divides, leaves 0 where the weights do not sum to
+    a positive number (dipy's rule, which also catches NaN), then subtracts the
+    Rician bias ``2 sigma**2`` everywhere (also outside the mask, as dipy does),
+    clips at 0 and takes the square root. ``sigma`` is a map unless its size
+    is 0, then ``s0`` is used.
+    """
+    n0, n1, n2 = out.shape
+    sigma_map = sigma.size > 0
+    w0s = np.exp(-0.0 * q)
+    for i in range(n0):
+        for j in range(n1):
+            for k in range(n2):
+                v = 0.0
+                if mask[i, j, k]:
+                    x = ap[i + pad, j + pad, k + pad]
+                    w0 = (
+                        np.exp(-0.0 * qmap[i + pad, j + pad, k + pad])
+                        if use_map
+                        else w0s
+                    )
+                    tw = sw[i + pad, j + pad, k + pad] + w0
+                    if tw > 0:
+                        v = (swa[i + pad, j + pad, k + pad] + w0 * (x * x)) / tw
+                if rician:
+                    s = sigma[i, j, k] if sigma_map else s0
+                    v -= 2 * (s * s)
+                    if v < 0:
+                        v = 0.0
+                out[i, j, k] = np.sqrt(v)
