@@ -84,7 +84,7 @@ def nlmeans_classic(
     ----------
     arr : ndarray
         3-D volume. Computed in float64 (as dipy does) and returned in
-        ``arr``'s dtype.
+        ``arr``'s dtype (cast as dipy casts: integers truncate).
     sigma : float or ndarray
         Noise standard deviation: one value, or a map of ``arr``'s shape (the
         weight of a moving patch uses the mean sigma over that patch).
@@ -162,7 +162,9 @@ def nlmeans_classic(
     pv = (2 * P + 1) ** 3
     R = B - P
     out = np.empty(arr.shape)
-    ap = pad_reflect(arr.astype(np.float64, copy=False), B)
+    # float32 is widened inside the padding copy; anything else first.
+    native = arr.dtype in (np.float32, np.float64)
+    ap = pad_reflect(arr if native else arr.astype(np.float64), B)
     sw = np.zeros(ap.shape)
     swa = np.zeros(ap.shape)
     q = 0.0

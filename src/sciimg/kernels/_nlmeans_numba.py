@@ -44,6 +44,19 @@ _SHIFTER_BITS = 0x4338000000000000
 # Below this exp() would leave the normal range; dipy's weight is 0 to
 # within 1e-307 there, which no sum of weights >= 1 can see.
 _EXP_MIN = -708.0
+# exp(r) on |r| <= ln2 / 2: interpolation at Chebyshev nodes (near minimax),
+# degree 10, worst relative error 4.4e-16; Taylor needs degree 12 for that.
+_C0 = 1.0
+_C1 = 1.0000000000000082
+_C2 = 0.5000000000000007
+_C3 = 0.16666666666535124
+_C4 = 0.04166666666655708
+_C5 = 0.008333333392275138
+_C6 = 0.001388888893799261
+_C7 = 0.0001984116205484801
+_C8 = 2.4801497503334765e-05
+_C9 = 2.764353309810589e-06
+_C10 = 2.762914972978124e-07
 
 
 @intrinsic
@@ -75,9 +88,9 @@ def _exp_nonpos(x: float) -> float:
     """exp(x) for x <= 0 or NaN, branch-free so that row loops vectorise.
 
     libm's exp is a call LLVM cannot vectorise. Cody-Waite reduction
-    ``x = k ln2 + r`` with ``|r| <= ln2 / 2`` and Taylor terms to ``r**12``
-    (truncation < 2e-16 relative, measured error <= 2 ulp); ``2**k`` is built
-    in the exponent bits. NaN stays NaN, -inf and anything below -708 give 0.
+    ``x = k ln2 + r`` with ``|r| <= ln2 / 2``, then a degree-10 polynomial
+    (relative error <= 4.5e-16 against numpy's exp); ``2**k`` is built in the
+    exponent bits. NaN stays NaN, -inf and anything below -708 give 0.
     """
     xc = _EXP_MIN if x < _EXP_MIN else x
     t = xc * _LOG2E + _SHIFTER
@@ -86,13 +99,10 @@ def _exp_nonpos(x: float) -> float:
     # Estrin's scheme: a shallower dependency chain than Horner's.
     r2 = r * r
     r4 = r2 * r2
-    r8 = r4 * r4
-    q0 = (1.0 + r) + r2 * (0.5 + r * (1.0 / 6.0))
-    q1 = (1.0 / 24.0 + r * (1.0 / 120.0)) + r2 * (1.0 / 720.0 + r * (1.0 / 5040.0))
-    q2 = (1.0 / 40320.0 + r * (1.0 / 362880.0)) + r2 * (
-        1.0 / 3628800.0 + r * (1.0 / 39916800.0)
-    )
-    p = (q0 + r4 * q1) + r8 * (q2 + r4 * (1.0 / 479001600.0))
+    q0 = (_C0 + _C1 * r) + r2 * (_C2 + _C3 * r)
+    q1 = (_C4 + _C5 * r) + r2 * (_C6 + _C7 * r)
+    q2 = (_C8 + _C9 * r) + r2 * _C10
+    p = q0 + r4 * (q1 + r4 * q2)
     k = _f64_bits(t) - _SHIFTER_BITS
     scale = _bits_f64((k + 1023) << 52)
     return 0.0 if x < _EXP_MIN else p * scale
@@ -160,6 +170,13 @@ def _box_first(e, t, t0, n):
 def _ssd3(t, r0, r1, r2, ssd, n):
     for k in range(n):
         ssd[k] = t[r0 + k] + t[r1 + k] + t[r2 + k]
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _weights3(t, r0, r1, r2, q, w, n):
+    """w = exp(-q * (sum of three rows of t)): one sigma, patch radius 1."""
+    for k in range(n):
+        w[k] = _exp_nonpos(-(t[r0 + k] + t[r1 + k] + t[r2 + k]) * q)
 
 
 @njit(cache=True, fastmath=_FM, inline="always")
@@ -272,27 +289,26 @@ def accumulate(ap, lo, hi, q, qmap, use_map, P, B, offsets, TJ, sw, swa):
                         continue
                     n = np.uint64(hi_j - lo_j)
                     t = j - j0 + P
+                    x = np.uint64(i * s0 + j * s1 + lo_j)
+                    xd = x + np.uint64(m)
                     if P == 1:
-                        _ssd3(
-                            Tf,
-                            np.uint64((t - 1) * N2 + lo_j),
-                            np.uint64(t * N2 + lo_j),
-                            np.uint64((t + 1) * N2 + lo_j),
-                            ssd,
-                            n,
-                        )
+                        r0 = np.uint64((t - 1) * N2 + lo_j)
+                        r1 = np.uint64(t * N2 + lo_j)
+                        r2 = np.uint64((t + 1) * N2 + lo_j)
+                        if use_map:
+                            _ssd3(Tf, r0, r1, r2, ssd, n)
+                        else:
+                            _weights3(Tf, r0, r1, r2, q, w, n)
                     else:
                         for e in range(n):
                             ssd[e] = 0.0
                         for c in range(2 * P + 1):
                             _ssd_add(Tf, np.uint64((t - P + c) * N2 + lo_j), ssd, n)
-                    x = np.uint64(i * s0 + j * s1 + lo_j)
-                    xd = x + np.uint64(m)
+                        if not use_map:
+                            _weights(ssd, q, w, n)
                     # centre x, neighbour x + d: the moving patch is at x + d
                     if use_map:
                         _weights_map(ssd, qf, xd, w, n)
-                    else:
-                        _weights(ssd, q, w, n)
                     _add_weighted(swf, swaf, x, w, a, xd, n)
                     # centre x + d, neighbour x: the moving patch is at x
                     if use_map:
