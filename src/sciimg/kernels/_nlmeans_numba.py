@@ -16,7 +16,9 @@ images) keep every distance within a few ulps of dipy's.
 The row loops index flat (raveled) arrays with unsigned offsets: numba adds a
 negative-index select to every signed index it cannot prove non-negative,
 which stops LLVM from vectorising, and slicing would cost two atomic
-reference-count updates per slice.
+reference-count updates per slice. The row helpers are inlined by numba
+(``inline="always"``): called, they would go through a function pointer per
+row, and inlined they take the caller's fastmath flags.
 
 Only the centres that matter are computed: per row, the bounding span of the
 masked voxels, united with the span of the row whose voxels are this row's
@@ -31,7 +33,8 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 # Contraction into fused multiply-adds only: no reassociation, so sums keep
-# their order and the result stays within an ulp or two of unfused code.
+# their order; on a real HCP-size block it moved the result by 4e-16 of its
+# maximum against unfused code.
 _FM = {"contract"}
 
 _LOG2E = 1.4426950408889634
