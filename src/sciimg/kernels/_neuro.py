@@ -210,7 +210,10 @@ def _nlmeans_dipy(volume, sigma, mask, *, method, patch_radius, block_radius, ri
 def _nlmeans_fast(volume, sigma, mask, *, method, **kwargs):
     if method != "classic":
         return _nlmeans_dipy(volume, sigma, mask, method=method, **kwargs)
-    return _nlmeans_dipy(volume, sigma, mask, method=method, **kwargs)
+    # Imported on first use: numba compiles (or loads from its cache) then.
+    from sciimg.kernels._nlmeans_fast import nlmeans_classic
+
+    return nlmeans_classic(volume, sigma, mask, **kwargs)
 
 
 def tensor_design_rank(gtab) -> int:
