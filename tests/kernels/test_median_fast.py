@@ -84,7 +84,7 @@ def test_several_tiles_match_scipy():
 
 
 def test_wide_windows_match_scipy():
-    # Radius 13 renumbers tiles in int32; radius 16 counts in int32.
+    # From radius 13 on, tiles are renumbered and counted in int32.
     _assert_same_median(_random((6, 7, 5), np.float32, seed=6), 13)
     _assert_same_median(_random((5, 5, 6), np.int16, seed=7), 16)
 
@@ -109,6 +109,14 @@ def test_axes_far_shorter_than_the_window_follow_reflect():
         assert np.array_equal(median_filter3d(vol, radius), _brute_median(vol, radius))
     vol = _random((7, 5, 6), np.float32, seed=10)
     assert np.array_equal(median_filter3d(vol, 3), _brute_median(vol, 3))
+
+
+def test_any_layout_and_byte_order_match_scipy():
+    vol = _random((11, 12, 13), np.float64, seed=11)
+    _assert_same_median(np.asfortranarray(vol), 2)
+    _assert_same_median(vol[::2, :, ::-1], 2)
+    _assert_same_median(vol.astype(">f4"), 1)
+    _assert_same_median(vol > 0, 1)
 
 
 def test_radius_zero_is_a_copy():

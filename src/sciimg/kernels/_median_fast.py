@@ -241,16 +241,15 @@ def _median_pass(ranks: np.ndarray, radius: int) -> np.ndarray:
             _reflect_index(nz, radius),
         )
     ]
-    w = 2 * radius + 1
     tile = 40 - 2 * radius
     if tile >= 16:
-        loc_dtype = np.uint16
+        # A window of at most 25**3 values counts in int16.
+        loc_dtype, count_dtype = np.uint16, np.int16
     else:
         # Large windows: bigger tiles, so padding does not dominate.
-        tile, loc_dtype = 32, np.int32
+        tile, loc_dtype, count_dtype = 32, np.int32, np.int32
     nloc = (tile + 2 * radius) ** 3
     loc = np.empty(nloc, dtype=loc_dtype)
-    count_dtype = np.int16 if w**3 < 32768 else np.int32
     fine = np.zeros(nloc + 1, dtype=count_dtype)
     blocks = np.zeros((nloc >> _BLOCK_SHIFT) + 2, dtype=count_dtype)
     out = np.empty(ranks.shape, dtype=np.int32)
@@ -265,7 +264,8 @@ def _check(volume: np.ndarray, radius: int) -> np.ndarray:
         raise TypeError("complex volumes are not supported")
     if int(radius) != radius or radius < 0:
         raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
-    return vol
+    # scipy answers in native byte order (NIfTI data is often big-endian).
+    return vol.astype(vol.dtype.newbyteorder("="), copy=False)
 
 
 def _multi_median(vol: np.ndarray, radius: int, numpass: int) -> np.ndarray:
