@@ -47,15 +47,24 @@ def _dense_ranks(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     flat = volume.ravel()
     order = np.argsort(flat)
-    ordered = flat[order]
-    new = np.empty(flat.size, dtype=bool)
-    new[:1] = True
-    # != treats -0.0 and 0.0 as one value, as the reference's comparisons do.
-    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-    dense_sorted = np.cumsum(new, dtype=np.int64) - 1
     ranks = np.empty(flat.size, dtype=np.int32)
-    ranks[order] = dense_sorted
-    return ranks.reshape(volume.shape), ordered[new]
+    values = np.empty_like(flat)
+    nvalues = _number_sorted(flat, order, ranks, values)
+    return ranks.reshape(volume.shape), values[:nvalues]
+
+
+@njit(cache=True)
+def _number_sorted(flat, order, ranks, values):
+    """Give equal values one rank, walking them in sorted order."""
+    d = -1
+    for q in range(flat.size):
+        g = flat[order[q]]
+        # != keeps -0.0 and 0.0 together, as the reference's comparisons do.
+        if q == 0 or g != values[d]:
+            d += 1
+            values[d] = g
+        ranks[order[q]] = d
+    return d + 1
 
 
 @njit(cache=True)
