@@ -104,7 +104,7 @@ def median_otsu(
     return mask
 
 
-@kernel("median_otsu").register(("fast", "reference"))
+@kernel("median_otsu").register("reference")
 def _median_otsu_dipy(volume, *, median_radius, numpass, dilate, finalize_mask):
     import warnings
 
@@ -121,6 +121,14 @@ def _median_otsu_dipy(volume, *, median_radius, numpass, dilate, finalize_mask):
             finalize_mask=finalize_mask,
         )
     return mask
+
+
+@kernel("median_otsu").register("fast")
+def _median_otsu_fast(volume, **kwargs):
+    # Imported on first use: numba compiles (or loads from its cache) then.
+    from sciimg.kernels._median_fast import median_otsu_mask
+
+    return median_otsu_mask(volume, **kwargs)
 
 
 def _check_not_constant(volume: np.ndarray, source: str) -> None:
