@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from sciimg.kernels._tensor_numba import tensor_params
+from sciimg.kernels._tensor_numba import _tensor_params
 
 __all__ = ["fit_tensor"]
 
@@ -222,7 +222,9 @@ class _Design:
         self.min_diffusivity = _EVAL_TOL / -x.min()
 
 
-def _coefficients(flat: np.ndarray, index: np.ndarray, weighted: bool, des: _Design):
+def _coefficients(
+    flat: np.ndarray, index: np.ndarray, weighted: bool, des: _Design
+) -> np.ndarray:
     """dipy's OLS or WLS coefficients (Dxx, Dxy, Dyy, Dxz, Dyz, Dzz, -log S0)
     of the voxels ``flat[index]``.
 
@@ -270,7 +272,7 @@ def _decompose(
 ) -> None:
     """dipy's ``eig_from_lo_tri`` of ``beta[k]`` into ``params[index[k]]``."""
     done = np.empty(len(beta), dtype=np.bool_)
-    tensor_params(beta, index, min_diffusivity, params, done)
+    _tensor_params(beta, index, min_diffusivity, params, done)
     rest = np.flatnonzero(~done)
     if rest.size:  # ties, or outside the compiled eigen-solver's range
         from dipy.reconst.dti import eig_from_lo_tri

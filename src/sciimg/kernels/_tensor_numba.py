@@ -348,7 +348,7 @@ def _scratch():  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
-def eigh_lower(t, w, v, ok):  # pragma: no cover - compiled
+def _eigh_many(t, w, v, ok):  # pragma: no cover - compiled
     """``numpy.linalg.eigh`` of each symmetric 3x3 ``t[k]`` (lower triangle):
     ``w[k]`` ascending, ``v[k][:, i]`` the eigenvectors; ``ok[k]`` False where
     this path does not apply and ``numpy.linalg.eigh`` must answer."""
@@ -360,7 +360,7 @@ def eigh_lower(t, w, v, ok):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
-def tensor_params(beta, idx, min_diffusivity, out, done):  # pragma: no cover
+def _tensor_params(beta, idx, min_diffusivity, out, done):  # pragma: no cover
     """dipy's ``eig_from_lo_tri``: coefficients ``beta[k]`` (Dxx, Dxy, Dyy,
     Dxz, Dyz, Dzz, ...) to ``out[idx[k]]`` (evals descending and clipped, then
     evecs row by row).
