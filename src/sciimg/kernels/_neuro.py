@@ -263,7 +263,7 @@ def fit_tensor(
     )
 
 
-@kernel("fit_tensor").register(("fast", "reference"))
+@kernel("fit_tensor").register("reference")
 def _fit_tensor_dipy(data, gtab, mask, *, fit_method):
     from dipy.reconst.dti import TensorModel
 
@@ -272,6 +272,16 @@ def _fit_tensor_dipy(data, gtab, mask, *, fit_method):
     if not mask.any():  # dipy cannot fit an empty set of voxels
         return np.zeros((*data.shape[:-1], 12))
     return TensorModel(gtab, fit_method=fit_method).fit(data, mask=mask).model_params
+
+
+@kernel("fit_tensor").register("fast")
+def _fit_tensor_fast(data, gtab, mask, *, fit_method):
+    if fit_method not in ("WLS", "OLS"):
+        return _fit_tensor_dipy(data, gtab, mask, fit_method=fit_method)
+    # Imported on first use: numba compiles (or loads from its cache) then.
+    from sciimg.kernels._tensor_fast import fit_tensor as _fit_tensor
+
+    return _fit_tensor(data, gtab, mask, fit_method=fit_method)
 
 
 def derive_tensor_map(params: np.ndarray, name: str) -> np.ndarray:
