@@ -25,7 +25,7 @@ beyond the error of a single weight. Typically the mean square moves by about
 1e-9 of itself. The square root magnifies that where the Rician-corrected
 mean square is near 0 (``sqrt(v + e) - sqrt(v)`` is up to ``sqrt(e)``): on an
 HCP-size diffusion volume the largest difference from dipy was 6e-8 of the
-maximum (1e-7 with a sigma map, 5e-7 with sigma four times too large), in such
+maximum (3e-7 with a random sigma map, 5e-7 with sigma four times too large), in such
 voxels.
 
 float64 input is not sent here, so that it keeps dipy's result to float64
