@@ -360,7 +360,7 @@ def finish(ap, mask, sw, swa, q, qmap, use_map, sigma, s0, rician, pad, out):
             for k in range(n2):
                 v = 0.0
                 if mask[i, j, k]:
-                    x = ap[i + pad, j + pad, k + pad]
+                    x = np.float64(ap[i + pad, j + pad, k + pad])
                     w0 = (
                         np.exp(-0.0 * qmap[i + pad, j + pad, k + pad])
                         if use_map
