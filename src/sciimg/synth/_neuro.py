@@ -139,7 +139,6 @@ def make_neuro_phantom(
     labels[crossing] = 4
 
     signals, truth = _classes(gtab)
-    clean = np.zeros((*shape, len(gtab.bvals)), np.float64)
     fa = np.zeros(shape, np.float32)
     md = np.zeros(shape, np.float32)
     regions = {
@@ -151,18 +150,38 @@ def make_neuro_phantom(
         4: crossing,
     }
     for key, where in regions.items():
-        clean[where] = signals[key] * s0
         fa[where], md[where] = truth[key]
     sigma = s0 * _WM_S0 / snr
-    noisy = np.sqrt(
-        (clean + rng.normal(0, sigma, clean.shape)) ** 2
-        + rng.normal(0, sigma, clean.shape) ** 2
-    )
+    noisy = _rician(shape, regions, signals, s0, sigma, len(gtab.bvals), rng)
     affine = np.diag([voxel_size] * 3 + [1.0])
     affine[:3, 3] = -voxel_size * (np.array(shape) - 1) / 2  # centred on the origin
-    return NeuroPhantom(
-        noisy.astype(np.float32), gtab, affine, labels, fa, md, float(sigma)
-    )
+    return NeuroPhantom(noisy, gtab, affine, labels, fa, md, float(sigma))
+
+
+#: Float64 values per slab of :func:`_rician`'s temporaries (64 MiB).
+_SLAB_VALUES = 1 << 23
+
+
+def _rician(shape, regions, signals, s0, sigma, n_volumes, rng) -> np.ndarray:
+    """``sqrt((clean + n1)² + n2²)`` as float32, slab by slab along x.
+
+    The noise is drawn in the order of one whole-array draw each of n1 then n2
+    (x slabs are contiguous in C order), so a phantom does not depend on the slab
+    size; only float32 results are kept whole, so an HCP-size series (4.2 GB as
+    float32) needs no float64 copies of itself (25 GB).
+    """
+    out = np.empty((*shape, n_volumes), np.float32)
+    side = max(1, _SLAB_VALUES // max(1, int(np.prod(shape[1:])) * n_volumes))
+    slabs = [slice(x, x + side) for x in range(0, shape[0], side)]
+    for s in slabs:
+        clean = np.zeros(out[s].shape, np.float64)
+        for key, where in regions.items():
+            clean[where[s]] = signals[key] * s0
+        out[s] = (clean + rng.normal(0, sigma, clean.shape)) ** 2
+    for s in slabs:
+        square = out[s].astype(np.float64) + rng.normal(0, sigma, out[s].shape) ** 2
+        out[s] = np.sqrt(square)
+    return out
 
 
 def write_neuro_dataset(
