@@ -124,3 +124,50 @@ def test_too_few_stars_for_the_psf():
     img = np.random.default_rng(0).normal(0, 1, (64, 64))
     with pytest.raises(InputError, match="cannot measure the PSF"):
         measure_psf_fwhm(img, source="blank.fits")
+
+
+def test_cr_niter_from_the_config_reaches_astroscrappy(survey, monkeypatch):
+    import astroscrappy
+
+    from sciimg.errors import ConfigError
+    from sciimg.pipeline import load_config
+    from sciimg.pipeline.astro_steps import calibrate_step
+
+    def config(**calib):
+        raw = {"pipeline": "astro", "input": {"path": "d"}, "output": "o"}
+        cfg = load_config({**raw, "steps": {"calibrate": calib}})
+        return next(s.params for s in cfg.plan() if s.name == "calibrate")
+
+    assert config()["cr_niter"] == 2
+    params = config(cr_niter=3)
+    with pytest.raises(ConfigError, match="cr_niter"):
+        config(cr_niter=0)
+
+    seen = []
+    real = astroscrappy.detect_cosmics
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["niter"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(astroscrappy, "detect_cosmics", spy)
+    exp = open_exposure(survey.exposure(0, 1))
+    flagged = calibrate_step(exp, **params)["mask"].compute(scheduler="sync")
+    assert seen == [3]
+    # The flags are those of the same setting called directly (saturated pixels
+    # flagged first, as calibrate does).
+    _exp, img, var, mask = _planes(survey, 0, 1)
+    sat = exp.header["SATURATE"]
+    mask = np.where(img >= sat, mask | (1 << DEFAULT_BITS["SAT"]), mask)
+    direct = detect_cosmic_rays(
+        img,
+        var,
+        mask,
+        background=estimate_background(img, mask),
+        gain=exp.header["GAIN"],
+        read_noise=exp.header["RDNOISE"],
+        saturate=sat,
+        niter=3,
+    )
+    cr = (flagged & (1 << DEFAULT_BITS["CR"])) != 0
+    np.testing.assert_array_equal(cr, direct)

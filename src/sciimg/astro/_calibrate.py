@@ -86,6 +86,7 @@ def detect_cosmic_rays(
     saturate: float | None = None,
     sigma: float = 6.0,
     objlim: float = 8.0,
+    niter: int = 2,
 ) -> np.ndarray:
     """Pixels hit by cosmic rays, by L.A.Cosmic (van Dokkum 2001, astroscrappy).
 
@@ -111,6 +112,10 @@ def detect_cosmic_rays(
         own defaults (4.5, 5) flagged the cores of stars of 2.5-pixel FWHM on
         the synthetic survey (40% false hits); 6 and 8 found every hit there
         with 11% false ones.
+    niter : int
+        L.A.Cosmic iterations, each a full pass over the CCD (about 8 s of CPU
+        on 4000×4072). One alone missed 3% of the hits on the synthetic survey;
+        a third and fourth (astroscrappy's default is 4) found none more.
 
     Returns
     -------
@@ -155,6 +160,7 @@ def detect_cosmic_rays(
         inmask=grow(bad),
         sigclip=sigma,
         objlim=objlim,
+        niter=niter,
         gain=gain,
         readnoise=read_noise,
         satlevel=saturate if saturate is not None else np.inf,
@@ -196,6 +202,7 @@ def _calibrate_ccd(
     cosmic_rays,
     cr_sigma,
     cr_objlim,
+    cr_niter,
     source,
 ):
     image = _native(image)
@@ -230,6 +237,7 @@ def _calibrate_ccd(
             saturate=saturate,
             sigma=cr_sigma,
             objlim=cr_objlim,
+            niter=cr_niter,
         )
         mask[hits] |= bitmask(["CR"], mask_bits)
     mask[~finite] |= bitmask(["NO_DATA"], mask_bits)
@@ -257,6 +265,7 @@ def calibrate(
     cosmic_rays: bool = True,
     cr_sigma: float = 6.0,
     cr_objlim: float = 8.0,
+    cr_niter: int = 2,
     source: str | None = None,
 ) -> dict[str, Any]:
     """Calibrate one CCD: subtract the sky, flag cosmic rays, scale to common flux.
@@ -282,6 +291,8 @@ def calibrate(
         Run L.A.Cosmic and set the ``CR`` bit on hits.
     cr_sigma, cr_objlim : float
         L.A.Cosmic's ``sigclip`` and ``objlim``.
+    cr_niter : int
+        L.A.Cosmic's iterations (``niter``); see :func:`detect_cosmic_rays`.
     source : str, optional
         The exposure's file, named in errors (an all-NaN image, for one).
 
@@ -326,6 +337,7 @@ def calibrate(
         cosmic_rays,
         cr_sigma,
         cr_objlim,
+        cr_niter,
     )
     result = dask.delayed(_calibrate_ccd, pure=True)(
         *(None if a is None else _whole(a) for a in arrays),  # one chunk: see above
@@ -339,6 +351,7 @@ def calibrate(
         cosmic_rays=cosmic_rays,
         cr_sigma=cr_sigma,
         cr_objlim=cr_objlim,
+        cr_niter=cr_niter,
         source=source,
         dask_key_name=f"calibrate-{token}",
     )

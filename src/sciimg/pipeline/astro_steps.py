@@ -55,6 +55,12 @@ class CalibrateParams(_Params):
         "cores of undersampled stars)",
     )
     cr_objlim: float = Field(8.0, gt=0, description="L.A.Cosmic objlim")
+    cr_niter: int = Field(
+        2,
+        ge=1,
+        description="L.A.Cosmic iterations, a full pass each (its own default 4 "
+        "found no more than 2 on the synthetic survey, in twice the time)",
+    )
     psf_threshold: float = Field(
         10.0, gt=0, description="sigma of the stars that measure the PSF"
     )
@@ -195,6 +201,7 @@ def calibrate_step(
     cosmic_rays,
     cr_sigma,
     cr_objlim,
+    cr_niter,
     psf_threshold,
     psf_fwhm_key,
     zero_point_key,
@@ -223,6 +230,7 @@ def calibrate_step(
         cosmic_rays=cosmic_rays,
         cr_sigma=cr_sigma,
         cr_objlim=cr_objlim,
+        cr_niter=cr_niter,
         source=str(exposure.source),
     )
     known = _header_value(header, psf_fwhm_key)
