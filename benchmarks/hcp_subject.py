@@ -97,7 +97,7 @@ class _Sampler:
                         rss = p.memory_info().rss / 2**20
                         self.peak[p.pid] = max(self.peak.get(p.pid, 0.0), rss)
                         if p.pid not in self.names:
-                            self.names[p.pid] = " ".join(p.cmdline()[-3:])
+                            self.names[p.pid] = " ".join(p.cmdline())
                 except psutil.Error:
                     continue
             self.stop.wait(INTERVAL)
@@ -107,7 +107,9 @@ class _Sampler:
         return [
             pid
             for pid, cmd in self.names.items()
-            if "multiprocessing" in cmd and pid != self.root.pid
+            if "multiprocessing" in cmd
+            and "resource_tracker" not in cmd
+            and pid != self.root.pid
         ]
 
 
