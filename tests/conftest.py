@@ -50,6 +50,14 @@ def small_64d():
 
 
 @pytest.fixture(scope="session")
+def small_101d():
+    """dipy's bundled real dMRI: 6×10×10×102, b0 + b≈1000 (data, bval, bvec)."""
+    from dipy.data import get_fnames
+
+    return tuple(Path(p) for p in get_fnames(name="small_101D"))
+
+
+@pytest.fixture(scope="session")
 def example4d():
     """nibabel's bundled real 4-D NIfTI (int16, 128×96×24×2)."""
     import nibabel.testing
