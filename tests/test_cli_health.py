@@ -61,7 +61,9 @@ def test_a_step_over_the_memory_limit_fails_its_item(tmp_path, data):
     """Its workers are restarted by their nannies; after a second restart (the
     bound sciimg sets on its own clusters) the item fails, the other is done."""
     step = {"function": "tests.pipeline.udfs:hog_memory", "params": {"only": "sub-01"}}
-    cluster = {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "400MB"}
+    # The limit leaves room for a worker's libraries (Dask, dipy, numba and the
+    # compiled kernels: about 330 MB resident), so only the step's memory crosses it.
+    cluster = {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "600MB"}
     start = time.monotonic()
     run = run_sciimg("run", _config(tmp_path, data, step, cluster), "--no-progress")
     assert time.monotonic() - start < 120
@@ -69,7 +71,7 @@ def test_a_step_over_the_memory_limit_fails_its_item(tmp_path, data):
     _clean(run.stdout, run.stderr)
     failed = [line for line in run.stdout.splitlines() if ": failed" in line]
     assert failed == [
-        "sub-01: failed in step udf: workers restarted at their 400 MB memory "
+        "sub-01: failed in step udf: workers restarted at their 600 MB memory "
         f"limit 2 times while running step udf; {ADVICE}"
     ]
     assert "sub-02: done" in run.stdout
@@ -112,10 +114,13 @@ def test_a_quiet_run_says_what_it_waits_for(tmp_path, data):
     _clean(run.stdout, run.stderr)
     said = r"(nothing|no item) finished for (\d+) s"
     quiet = [line for line in run.stdout.splitlines() if re.match(said, line)]
-    # The first after 2 s, then after twice as long each time.
+    # The first after 2 s, then after twice as long each time; an item that
+    # finishes starts the count again.
     seconds = [int(re.match(said, line)[2]) for line in quiet]
     assert len(seconds) >= 2 and seconds[0] in (2, 3), run.stdout
-    assert all(b >= 2 * a - 1 for a, b in itertools.pairwise(seconds)), seconds
+    assert all(b >= 2 * a - 1 or b in (2, 3) for a, b in itertools.pairwise(seconds)), (
+        seconds
+    )
     sleeping = r"waiting for 2 items: sub-01 \(0/\d+ outputs; steps? [^)]*udf"
     assert any(re.search(sleeping, line) for line in quiet), quiet
     assert all(re.search(r"2 workers using \d+(-\d+)?% of 1 GB memory$", line)
