@@ -62,7 +62,7 @@ def test_a_step_over_the_memory_limit_fails_its_item(tmp_path, data):
     bound sciimg sets on its own clusters) the item fails, the other is done."""
     step = {"function": "tests.pipeline.udfs:hog_memory", "params": {"only": "sub-01"}}
     # The limit leaves room for a worker's libraries (Dask, dipy, numba and the
-    # compiled kernels: about 330 MB resident), so only the step's memory crosses it.
+    # compiled kernels: about 320 MiB resident), so only the step's memory crosses it.
     cluster = {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "600MB"}
     start = time.monotonic()
     run = run_sciimg("run", _config(tmp_path, data, step, cluster), "--no-progress")
