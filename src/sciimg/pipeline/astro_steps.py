@@ -263,6 +263,7 @@ def coadd_step(
     sources: list[WarpSource],
     patch,
     mask_bits=None,
+    scratch=None,
     *,
     nsigma,
     iterations,
@@ -271,7 +272,7 @@ def coadd_step(
     block,
     memory,
 ) -> dict[str, Any]:
-    """Co-add the exposures covering one patch."""
+    """Co-add the exposures covering one patch; the warps go to ``scratch``."""
     return coadd_patch(
         sources,
         patch.wcs,
@@ -284,6 +285,7 @@ def coadd_step(
         chunks=block,
         memory=memory,
         name=f"coadd-{patch.id}",
+        scratch=scratch,
     )
 
 
