@@ -351,11 +351,12 @@ def run_once(visits: int, config: Path, out_json: Path) -> dict:
     offset = time.time() - time.perf_counter()
     tasks = attribute_tasks(stream.data, sampler, list(pids), offset)
 
-    # Phase boundary: the last message before phase 2's computation starts (that
-    # is, the last exposure committed); phase 2 then opens the calibrated
-    # exposures, lays the sky map, builds and computes the patches.
-    dash = [t for t, m in marks if m.startswith("Dask dashboard")]
-    split = max(t for t, _ in marks if t < dash[1]) if len(dash) >= 2 else t1
+    # Phase boundary: the last message before the first patch's (that is, the
+    # last exposure committed); phase 2 then opens the calibrated exposures,
+    # lays the sky map, builds and computes the patches.
+    first_patch = min((t for t, m in marks if m.startswith("patch-")), default=None)
+    before = [t for t, _ in marks if first_patch is not None and t < first_patch]
+    split = max(before) if before else t1
     subjects = report.subjects
     exposures = [s for s in subjects if s.kind == "exposure"]
     patches = [s for s in subjects if s.kind == "patch"]
@@ -369,7 +370,7 @@ def run_once(visits: int, config: Path, out_json: Path) -> dict:
     result = {
         "visits": visits,
         "source_digest": digest,
-        "phase_split_found": len(dash) >= 2,
+        "phase_split_found": bool(before),
         "exposures": len(exposures),
         "patches": len(patches),
         "sources": report.summary.get("sources"),

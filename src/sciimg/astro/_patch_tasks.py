@@ -29,21 +29,23 @@ class _Warped:
     data: np.ndarray | None = None
     path: str | None = None
 
-    def part(self, y0: int, y1: int, x0: int, x1: int):
-        """This warp's pixels in patch box ``(y0, y1, x0, x1)``: the pixels and
-        where they go in that box, or None where it has none."""
+    def overlap(self, y0: int, y1: int, x0: int, x1: int):
+        """Where this warp meets patch box ``(y0, y1, x0, x1)``, in the warp and
+        in that box; None where they do not meet."""
         wy0, wy1, wx0, wx1 = self.box
         ya, yb, xa, xb = max(y0, wy0), min(y1, wy1), max(x0, wx0), min(x1, wx1)
         if ya >= yb or xa >= xb:
             return None
-        cut = (slice(None), slice(ya - wy0, yb - wy0), slice(xa - wx0, xb - wx0))
+        here = (slice(None), slice(ya - wy0, yb - wy0), slice(xa - wx0, xb - wx0))
+        return here, (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0))
+
+    def read(self, here) -> np.ndarray:
+        """The warp's pixels at ``here`` (from :meth:`overlap`)."""
         if self.data is not None:
-            pixels = self.data[cut]
-        else:
-            # A memory map, dropped once its box is copied: the file's pages
-            # leave the task's memory with it.
-            pixels = np.array(np.load(self.path, mmap_mode="r")[cut])
-        return pixels, (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0))
+            return self.data[here]
+        # A memory map, dropped once its box is copied: the file's pages leave
+        # the task's memory with it.
+        return np.array(np.load(self.path, mmap_mode="r")[here])
 
 
 #: Most input pixels a warp task reads at once: up to this, the planes' region
@@ -124,14 +126,16 @@ def _coadd_block(warps, origin, shape, coadd_kw):
     """Co-add one block from its box of each covering exposure's warp."""
     y0, x0 = origin
     ny, nx = shape
-    parts = [p for w in warps if (p := w.part(y0, y0 + ny, x0, x0 + nx))]
+    parts = [(w, o) for w in warps if (o := w.overlap(y0, y0 + ny, x0, x0 + nx))]
     values = np.full((len(parts), ny, nx), np.nan, dtype=np.float32)
     variances = np.full((len(parts), ny, nx), np.nan, dtype=np.float32)
     saturated = np.zeros(shape, dtype=bool)
-    for k, (pixels, where) in enumerate(parts):
-        values[k][where] = pixels[0]
-        variances[k][where] = pixels[1]
-        saturated[where] |= pixels[2] != 0
+    # One warp's box at a time: beside the stack, the task holds one box.
+    for k, (warp, (here, there)) in enumerate(parts):
+        pixels = warp.read(here)
+        values[k][there] = pixels[0]
+        variances[k][there] = pixels[1]
+        saturated[there] |= pixels[2] != 0
     kw = {key: v for key, v in coadd_kw.items() if key not in ("bad", "sat")}
     return _coadd_planes(values, variances, saturated, sat=coadd_kw["sat"], **kw)
 
