@@ -143,3 +143,34 @@ def test_footprint_box_holds_every_pixel_with_data():
         assert xs.min() - x0 <= 2 and x1 - xs.max() <= 3
     far = tan_wcs((80, 90), shift=(500.0, 0.0))
     assert footprint_box(far, (80, 90), w_out, (200, 220)) is None
+
+
+def test_planes_holding_a_cutout_give_the_same_warp(star_field):
+    """Planes cut to the input a footprint needs (``offset``), as the patch
+    graph cuts dask arrays, warp as the whole exposure does."""
+    from sciimg.astro._warp import _margin, input_box
+
+    shape, img, var, mask = _flagged_field(star_field)
+    w_in = tan_wcs(shape, rotation=0.4, shift=(3.3, -2.7))
+    w_out = tan_wcs((40, 50), rotation=0.0, shift=(4.0, 1.0))
+    box = footprint_box(w_in, shape, w_out, (40, 50))
+    kw = {"sigma": 0.8, "bits": BITS, "band_pixels": 300}
+    whole = warp_footprint((img, var, mask), w_in, shape, w_out, box, **kw)
+    y0, y1, x0, x1 = box
+    ya, yb, xa, xb = input_box(
+        w_in, shape, w_out, (y0, x0), (y1 - y0, x1 - x0), _margin(0.8)
+    )
+    assert (yb - ya, xb - xa) < shape  # a cutout, not the whole exposure
+    cut = (slice(ya, yb), slice(xa, xb))
+    part = warp_footprint(
+        (img[cut], var[cut], mask[cut]),
+        w_in,
+        shape,
+        w_out,
+        box,
+        offset=(ya, xa),
+        **kw,
+    )
+    np.testing.assert_array_equal(np.isnan(part), np.isnan(whole))
+    ok = np.isfinite(whole)
+    np.testing.assert_allclose(part[ok], whole[ok], rtol=1e-6, atol=1e-6)

@@ -310,6 +310,10 @@ def warp_footprint(
     rows = max(1, -(-(y1 - y0) // max(1, bands)))
     margin = _margin(sigma)
     oy, ox = offset
+    # What the planes hold, in exposure pixels: a band's cutout is kept inside
+    # it (a cutout of the whole footprint's input, margin included, may miss a
+    # band's by a fraction of a pixel where the WCS bends between its points).
+    held = (oy, oy + planes[0].shape[0], ox, ox + planes[0].shape[1])
     for r in range(y0, y1, rows):
         n = min(rows, y1 - r)
         rows_out = slice(r - y0, r - y0 + n)
@@ -318,7 +322,8 @@ def warp_footprint(
             out[0:2, rows_out] = np.nan
             out[2, rows_out] = 0
             continue
-        ya, yb, xa, xb = cut
+        ya, yb = max(cut[0], held[0]), min(cut[1], held[1])
+        xa, xb = max(cut[2], held[2]), min(cut[3], held[3])
         local = (slice(ya - oy, yb - oy), slice(xa - ox, xb - ox))
         out[:, rows_out] = _warp_band(
             [np.asarray(p[local]) for p in planes],
