@@ -171,6 +171,44 @@ class RssSampler:
         }
 
 
+class ScratchSampler:
+    """Samples the bytes of the run's temporary warps (``.warps.tmp-*`` in the
+    output folder) in a thread: the disk the co-addition uses instead of memory."""
+
+    def __init__(self, output: Path, interval: float = 0.25):
+        self.output, self.interval = Path(output), interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def size(self) -> int:
+        total = 0
+        for folder in self.output.glob(".warps.tmp-*"):
+            for path in folder.rglob("*"):
+                with contextlib.suppress(OSError):
+                    total += path.stat().st_size
+        return total
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.size())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> ScratchSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (this one by default)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def attribute_tasks(
     records: list[dict], sampler: RssSampler, workers: list[str], offset: float
 ) -> dict:
@@ -295,7 +333,9 @@ def run_once(visits: int, config: Path, out_json: Path) -> dict:
             marks.append((time.perf_counter(), str(message)))
 
         ms = MemorySampler()
+        cpu0 = {"driver": _cpu_seconds(), **client.run(_cpu_seconds)}
         with (
+            ScratchSampler(cfg.output) as scratch,
             RssSampler(list(pids.values())) as sampler,
             ms.sample("process", client=client, measure="process", interval=0.25),
             ms.sample("managed", client=client, measure="managed", interval=0.25),
@@ -304,17 +344,19 @@ def run_once(visits: int, config: Path, out_json: Path) -> dict:
             t0 = time.perf_counter()
             report = run_pipeline(cfg, force=True, client=client, log=log)
             t1 = time.perf_counter()
+        cpu1 = {"driver": _cpu_seconds(), **client.run(_cpu_seconds)}
         pids_after = client.run(os.getpid)
     # Wall-clock time of perf_counter's zero: task stream and MemorySampler
     # timestamps are time.time().
     offset = time.time() - time.perf_counter()
     tasks = attribute_tasks(stream.data, sampler, list(pids), offset)
 
-    # Phase boundary: the last message before phase 2's computation starts (that
-    # is, the last exposure committed); phase 2 then opens the calibrated
-    # exposures, lays the sky map, builds and computes the patches.
-    dash = [t for t, m in marks if m.startswith("Dask dashboard")]
-    split = max(t for t, _ in marks if t < dash[1]) if len(dash) >= 2 else t1
+    # Phase boundary: the last message before the first patch's (that is, the
+    # last exposure committed); phase 2 then opens the calibrated exposures,
+    # lays the sky map, builds and computes the patches.
+    first_patch = min((t for t, m in marks if m.startswith("patch-")), default=None)
+    before = [t for t, _ in marks if first_patch is not None and t < first_patch]
+    split = max(before) if before else t1
     subjects = report.subjects
     exposures = [s for s in subjects if s.kind == "exposure"]
     patches = [s for s in subjects if s.kind == "patch"]
@@ -328,12 +370,15 @@ def run_once(visits: int, config: Path, out_json: Path) -> dict:
     result = {
         "visits": visits,
         "source_digest": digest,
-        "phase_split_found": len(dash) >= 2,
+        "phase_split_found": bool(before),
         "exposures": len(exposures),
         "patches": len(patches),
         "sources": report.summary.get("sources"),
         "failed": sum(s.status == "failed" for s in subjects),
         "wall_s": t1 - t0,
+        # Driver (with the scheduler) and workers, while the run computed.
+        "cpu_s": sum(cpu1[k] - cpu0[k] for k in cpu0 if k in cpu1),
+        "scratch_peak_mib": scratch.peak / MiB,
         "phase1_s": split - t0,
         "phase2_s": t1 - split,
         "idle_bare": idle_bare,
@@ -422,6 +467,8 @@ def summarise(runs: list[dict]) -> dict:
         "wall_max_s": round(max(r["wall_s"] for r in runs), 1),
         "phase1_s": med(lambda r: r["phase1_s"]),
         "phase2_s": med(lambda r: r["phase2_s"]),
+        "cpu_s": med(lambda r: r["cpu_s"]),
+        "scratch_peak_mib": med(lambda r: r["scratch_peak_mib"]),
         "idle_workers_sum_mib": med(lambda r: r["idle"]["workers_sum_mib"]),
         "idle_bare_workers_sum_mib": med(lambda r: r["idle_bare"]["workers_sum_mib"]),
         "peak_workers_sum_mib": med(lambda r: r["peak"]["workers_sum_mib"]),
@@ -461,6 +508,7 @@ COLUMNS = (
     ("wall_s", "Wall (s)"),
     ("phase1_s", "Phase 1 (s)"),
     ("phase2_s", "Phase 2 (s)"),
+    ("cpu_s", "CPU (s)"),
     ("idle_workers_sum_mib", "Workers Σ idle"),
     ("peak_workers_sum_mib", "Workers Σ peak"),
     ("increase_workers_sum_mib", "Σ increase"),
@@ -470,6 +518,7 @@ COLUMNS = (
     ("phase1_managed_mib", "Dask-managed Σ, phase 1"),
     ("phase2_managed_mib", "Dask-managed Σ, phase 2"),
     ("peak_driver_mib", "Driver peak"),
+    ("scratch_peak_mib", "Warps on disk, peak"),
 )
 
 

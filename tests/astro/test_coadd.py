@@ -104,7 +104,8 @@ def test_dask_coadd_equals_numpy_on_uneven_chunks():
 
 
 def test_coadd_patch_equals_warp_then_coadd():
-    """The memory-flat fused path gives the same coadd as warp() + coadd()."""
+    """One warp per exposure, co-added block by block, gives the coadd of
+    warp() + coadd()."""
     stars = [(30, 30, 2000), (70, 50, 1000), (50, 75, 800)]
     target = tan_wcs((90, 100), rotation=0.0)
     sources = []
@@ -202,6 +203,30 @@ def test_coadd_patch_reads_zarr_planes_inside_its_tasks(tmp_path):
         np.testing.assert_array_equal(
             got[name].compute(), ref[name].compute(), err_msg=name
         )
+
+
+def test_coadd_patch_warps_each_exposure_once_into_scratch(tmp_path):
+    """With a scratch folder each exposure is warped by one task into a file
+    of its own, and the blocks read their boxes of those files: the coadd is
+    the one whose warps stay in memory."""
+    import dask
+
+    sources, target = _three_visits()
+    in_memory = coadd_patch(sources, target, (90, 100), chunks=40)
+    scratch = tmp_path / "warps"
+    on_disk = coadd_patch(sources, target, (90, 100), chunks=40, scratch=scratch)
+    graph = dict(on_disk["image"].__dask_graph__())
+    warps = [k for k in graph if str(k).startswith("warp-")]
+    assert len(warps) == len(sources)  # one warp task per exposure
+    computed = dask.compute(on_disk, in_memory)
+    assert len(list(scratch.glob("*.npy"))) == len(sources)
+    for name in ("image", "variance", "depth", "mask"):
+        np.testing.assert_array_equal(
+            computed[0][name], computed[1][name], err_msg=name
+        )
+    # A warp computed again (its worker lost) goes to a file of its own.
+    dask.compute(on_disk["image"])
+    assert len(list(scratch.glob("*.npy"))) == 2 * len(sources)
 
 
 def test_coadd_patch_block_side_follows_the_memory_budget():

@@ -18,8 +18,9 @@ import numpy as np
 from sciimg.bench._outputs import save_catalog, save_coadd, save_neuro
 from sciimg.bench._workloads import Workload
 
-#: sciimg step names → the benchmark's (``read`` is the ingest; in astro the
-#: warps are made inside the coadd's tasks).
+#: sciimg step names → the benchmark's (``read`` is the ingest; in astro each
+#: exposure's warp onto a patch is a task of step ``warp``, which also reads its
+#: calibrated pixels back from ``calexp.zarr``).
 _STEP_NAMES = {"read": "ingest"}
 
 

@@ -6,8 +6,12 @@ Two phases, each a set of independent Dask computations:
 1. every exposure is calibrated into ``calexp.zarr/<exposure>`` (the background-
    subtracted, flux-scaled planes and the measured PSF);
 2. the sky map is laid over the calibrated exposures, and every patch is co-added
-   from cutouts of the exposures that cover it and searched for sources, into
-   ``coadd.zarr/<patch>`` and ``catalogs/<patch>.parquet``.
+   from the exposures that cover it and searched for sources, into
+   ``coadd.zarr/<patch>`` and ``catalogs/<patch>.parquet``. Each exposure is
+   warped onto each of its patches once, into a temporary file that the patch's
+   co-add tasks read their blocks from (``.warps.tmp-*``, removed as the patch
+   is committed and at the end of the run, and swept by the next run if this
+   one dies).
 
 The one barrier between the phases is deliberate: a coadd must know which
 exposures calibrated cleanly, so that one bad file is left out of the coadds
@@ -36,6 +40,7 @@ from sciimg.io import (
     remove_path,
     write_catalog,
 )
+from sciimg.io._atomic import temporary_sibling
 from sciimg.pipeline._jobs import SubjectResult, _Job, _one_line, compute_jobs
 from sciimg.pipeline.astro_outputs import (
     list_stores,
@@ -106,14 +111,19 @@ def _calexp_job(cfg, step, eid, path, exposure, fingerprint, root: Path) -> _Job
     )
 
 
-def _patch_job(cfg, steps, patch: Patch, sources, fingerprint, root, output) -> _Job:
+def _patch_job(
+    cfg, steps, patch: Patch, sources, fingerprint, root, output, scratch: Path
+) -> _Job:
     coadd = steps["coadd"].step.func(
-        sources, patch, _common_bits(sources), **steps["coadd"].params
+        sources, patch, _common_bits(sources), scratch, **steps["coadd"].params
     )
     fwhms = [s.psf_fwhm for s in sources if s.psf_fwhm is not None]
     target = steps["coadd"].params["psf_fwhm"] or (max(fwhms) if fwhms else None)
-    # The calexps are read inside the coadd's tasks: reading counts as coadd.
-    owners = dict.fromkeys(_graph_keys(coadd.values()), "coadd")
+    # The calexps are read inside the warp tasks: reading counts as warp.
+    owners = {
+        key: "warp" if _task_name(key).startswith("warp-") else "coadd"
+        for key in _graph_keys(coadd.values())
+    }
     catalog = steps["detect"].step.func(coadd, patch, target, **steps["detect"].params)
     for key in _graph_keys([catalog]):
         owners.setdefault(key, "detect")
@@ -136,6 +146,8 @@ def _patch_job(cfg, steps, patch: Patch, sources, fingerprint, root, output) -> 
     qc = steps["detect"].params["qc"]
 
     def finish(values):
+        # The coadd is computed: its warps are no longer needed.
+        remove_path(scratch)
         table = values[-1]
         write_catalog(table, output / "catalogs" / f"{patch.id}.parquet")
         return {"sources": len(table)}
@@ -166,6 +178,10 @@ def _patch_job(cfg, steps, patch: Patch, sources, fingerprint, root, output) -> 
         after=after,
         depth=1,
     )
+
+
+def _task_name(key) -> str:
+    return str(key[0] if isinstance(key, tuple) else key)
 
 
 def _common_bits(sources) -> dict[str, int] | None:
@@ -299,6 +315,27 @@ def _run_held(cfg, output, found, force, client, progress, log, clock):
             for patch in skymap.patches_for(src.wcs, src.image.shape):
                 members.setdefault(patch.id, (patch, []))[1].append(eid)
         items.extend((pid, "patch") for pid in sorted(members))
+        # The warps of this run's patches, a folder each: removed as its patch is
+        # committed, and all at the end (a run that dies leaves them to the
+        # next run's sweep of temporaries).
+        warps = temporary_sibling(output / "warps")
+        try:
+            info = _patches(run_client, members, sources, patch_fp, warps) or info
+        finally:
+            remove_path(warps)
+        merge_catalogs(
+            output,
+            [
+                p
+                for p in sorted(members)
+                if results.get(p) and results[p].status != "failed"
+            ],
+            summary,
+        )
+        return info
+
+    def _patches(run_client, members, sources, patch_fp, warps) -> dict[str, Any]:
+        """Co-add and detect the patches that are not current; their cluster info."""
         for pid, (patch, eids) in sorted(members.items()):
             fp = _hash(patch_fp, sorted((e, fingerprints.get(e)) for e in eids))
             try:
@@ -330,6 +367,7 @@ def _run_held(cfg, output, found, force, client, progress, log, clock):
                         fp,
                         coadd_root,
                         output,
+                        warps / pid,
                     )
                 )
             except Exception as exc:
@@ -338,18 +376,9 @@ def _run_held(cfg, output, found, force, client, progress, log, clock):
                 )
                 log(f"{pid}: failed: {results[pid].error}")
                 logger.error("%s: failed", pid, exc_info=exc)
-        if patch_jobs:
-            info = compute_jobs(patch_jobs, run_client, results, progress, log) or info
-        merge_catalogs(
-            output,
-            [
-                p
-                for p in sorted(members)
-                if results.get(p) and results[p].status != "failed"
-            ],
-            summary,
-        )
-        return info
+        if not patch_jobs:
+            return {}
+        return compute_jobs(patch_jobs, run_client, results, progress, log)
 
     summary: dict[str, Any] = {}
     cluster_info: dict[str, Any] = {}

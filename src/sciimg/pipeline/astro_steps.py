@@ -271,6 +271,7 @@ def coadd_step(
     sources: list[WarpSource],
     patch,
     mask_bits=None,
+    scratch=None,
     *,
     nsigma,
     iterations,
@@ -279,7 +280,7 @@ def coadd_step(
     block,
     memory,
 ) -> dict[str, Any]:
-    """Co-add the exposures covering one patch."""
+    """Co-add the exposures covering one patch; the warps go to ``scratch``."""
     return coadd_patch(
         sources,
         patch.wcs,
@@ -292,6 +293,7 @@ def coadd_step(
         chunks=block,
         memory=memory,
         name=f"coadd-{patch.id}",
+        scratch=scratch,
     )
 
 
