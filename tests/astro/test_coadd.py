@@ -251,7 +251,7 @@ def test_coadd_patch_block_side_follows_the_memory_budget():
 
 def test_clipping_in_strips_equals_clipping_whole(monkeypatch):
     """The coadd works a few rows at a time; strip edges change nothing."""
-    import sciimg.astro._coadd as mod
+    import sciimg.kernels._astro as mod
 
     x, v = _stack(n=9, shape=(23, 17), seed=3)
     m = np.zeros(x.shape, "i4")

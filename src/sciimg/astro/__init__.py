@@ -4,11 +4,12 @@ warp, co-add, detect. No I/O and no cluster here; see :mod:`sciimg.pipeline`."""
 from sciimg.astro._calibrate import calibrate, detect_cosmic_rays, estimate_background
 from sciimg.astro._coadd import WarpSource, clipped_mean, coadd, coadd_patch
 from sciimg.astro._detect import CATALOG_COLUMNS, FLAG_NO_DATA, FLAG_SATURATED, detect
+from sciimg.astro._footprint import footprint_box, warp_footprint
 from sciimg.astro._masks import COADD_BITS, DEFAULT_BITS, bitmask
 from sciimg.astro._psf import measure_psf_fwhm
 from sciimg.astro._qc import plot_detections
 from sciimg.astro._skymap import Patch, SkyMap, make_skymap
-from sciimg.astro._warp import input_box, psf_match_sigma, warp
+from sciimg.astro._warp import WARP_BAD, input_box, psf_match, psf_match_sigma, warp
 
 __all__ = [
     "CATALOG_COLUMNS",
@@ -16,6 +17,7 @@ __all__ = [
     "DEFAULT_BITS",
     "FLAG_NO_DATA",
     "FLAG_SATURATED",
+    "WARP_BAD",
     "Patch",
     "SkyMap",
     "WarpSource",
@@ -27,10 +29,13 @@ __all__ = [
     "detect",
     "detect_cosmic_rays",
     "estimate_background",
+    "footprint_box",
     "input_box",
     "make_skymap",
     "measure_psf_fwhm",
     "plot_detections",
+    "psf_match",
     "psf_match_sigma",
     "warp",
+    "warp_footprint",
 ]

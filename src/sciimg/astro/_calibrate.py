@@ -21,7 +21,6 @@ from sciimg.astro._masks import (
     _whole,
     bitmask,
 )
-from sciimg.errors import InputError
 
 __all__ = ["calibrate", "detect_cosmic_rays", "estimate_background"]
 
@@ -170,86 +169,6 @@ def detect_cosmic_rays(
     return np.asarray(hits, dtype=bool) & ~bad
 
 
-def _check_variance(variance: np.ndarray, source: str) -> None:
-    """A variance plane with no usable value weights nothing: every star's
-    significance is undefined, and the PSF measurement that follows would blame
-    the stars. Said here, naming the plane."""
-    usable = np.isfinite(variance) & (variance > 0)
-    if usable.any():
-        return
-    if np.isnan(variance).all():
-        raise InputError(source, "VARIANCE plane is all NaN")
-    finite = np.isfinite(variance)
-    raise InputError(
-        source,
-        f"VARIANCE plane has no positive values ({int(finite.sum())} zero or "
-        f"negative, {int((~finite).sum())} NaN or infinite)",
-    )
-
-
-def _calibrate_ccd(
-    image,
-    variance,
-    mask,
-    *,
-    mask_bits,
-    scale,
-    gain,
-    read_noise,
-    saturate,
-    mesh,
-    filter_size,
-    cosmic_rays,
-    cr_sigma,
-    cr_objlim,
-    cr_niter,
-    source,
-):
-    image = _native(image)
-    finite = np.isfinite(image)
-    if not finite.any():
-        raise InputError(source or "image", "all pixels are NaN or infinite")
-    if variance is None:
-        variance = np.maximum(image, 0) / gain + (read_noise / gain) ** 2
-    else:
-        _check_variance(_native(variance), source or "image")
-    variance = _native(variance)
-    mask = (
-        np.zeros(image.shape, np.int32)
-        if mask is None
-        else np.array(mask, np.int32)  # a copy: flags are added below
-    )
-    if saturate is not None:
-        # Before the background and the cosmic rays, which both leave SAT out.
-        mask[image >= saturate] |= bitmask(["SAT"], mask_bits)
-    background = estimate_background(
-        image, mask, mask_bits=mask_bits, mesh=mesh, filter_size=filter_size
-    )
-    if cosmic_rays:
-        hits = detect_cosmic_rays(
-            image,
-            variance,
-            mask,
-            background=background,
-            mask_bits=mask_bits,
-            gain=gain,
-            read_noise=read_noise,
-            saturate=saturate,
-            sigma=cr_sigma,
-            objlim=cr_objlim,
-            niter=cr_niter,
-        )
-        mask[hits] |= bitmask(["CR"], mask_bits)
-    mask[~finite] |= bitmask(["NO_DATA"], mask_bits)
-    calibrated = ((image - background) * scale).astype(np.float32)
-    return (
-        calibrated,
-        (variance * scale**2).astype(np.float32),
-        mask,
-        (background * scale).astype(np.float32),
-    )
-
-
 def calibrate(
     image,
     variance=None,
@@ -339,7 +258,9 @@ def calibrate(
         cr_objlim,
         cr_niter,
     )
-    result = dask.delayed(_calibrate_ccd, pure=True)(
+    from sciimg.kernels import calibrate_ccd
+
+    result = dask.delayed(calibrate_ccd, pure=True)(
         *(None if a is None else _whole(a) for a in arrays),  # one chunk: see above
         mask_bits=bits,
         scale=scale,

@@ -110,38 +110,14 @@ def _nanvar(a: np.ndarray) -> np.ndarray:
     return np.where(empty, np.nan, np.nanvar(filled, axis=0))
 
 
-#: Values per strip of rows in which a stack is clipped: bounds the float64
-#: temporaries of :func:`clipped_mean` (about 70 bytes per value) to a few MiB.
-_STRIP_VALUES = 1 << 16
-
-
-def _coadd_planes(values, variances, saturated, *, sat, no_data, clipped, **kw):
-    """Coadd a (n, ny, nx) stack whose flagged values are NaN, strip by strip.
-
-    Returns the (4, ny, nx) image, variance, depth and mask; ``saturated`` says
-    where any visit was saturated.
-    """
-    n, ny, nx = values.shape
-    out = np.empty((4, ny, nx))
-    rows = max(1, _STRIP_VALUES // max(1, n * nx))
-    for r in range(0, ny, rows):
-        s = slice(r, r + rows)
-        mean, var, depth, was_clipped = clipped_mean(
-            values[:, s], variances[:, s], **kw
-        )
-        mask = np.where(saturated[s], sat, 0)
-        mask[depth == 0] |= no_data
-        mask[was_clipped] |= clipped
-        out[:, s] = mean, var, depth, mask
-    return out
-
-
 def _coadd_arrays(images, variances, masks, *, bad, sat, **kw):
     """Coadd a (n, ny, nx) stack: (4, ny, nx) image, variance, depth, mask."""
+    from sciimg.kernels import coadd_stack
+
     masks = np.asarray(masks, dtype=np.int64)
     values = np.where(_flagged(masks, bad, masks.shape), np.nan, images)
     saturated = (masks & sat).any(0) if sat else np.zeros(masks.shape[1:], bool)
-    return _coadd_planes(values, variances, saturated, sat=sat, **kw)
+    return coadd_stack(values, variances, saturated, sat=sat, **kw)
 
 
 def _coadd_bits(mask_bits):
@@ -172,6 +148,7 @@ def coadd(
     nsigma: float = 3.0,
     iterations: int = 2,
     clip: Clip = "variance",
+    implementation: str = "fast",
 ) -> dict[str, Any]:
     """Co-add warped visits: clipped inverse-variance weighted mean per pixel.
 
@@ -187,6 +164,8 @@ def coadd(
         Clipping threshold and passes (Mehta et al.: 3σ, two passes).
     clip : {"variance", "stack"}
         Spread used for clipping; see :func:`clipped_mean`.
+    implementation : {"fast", "reference"}
+        Of the kernel :func:`sciimg.kernels.clipped_mean`.
 
     Returns
     -------
@@ -221,6 +200,7 @@ def coadd(
         nsigma=nsigma,
         iterations=iterations,
         clip=clip,
+        implementation=implementation,
     )
     return _split(stacked)
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sciimg.astro._masks import _flagged
-from sciimg.astro._warp import _header_wcs, _margin, _match, input_box
+from sciimg.astro._warp import _header_wcs, _margin, input_box, psf_match
 
 __all__ = ["footprint_box", "warp_footprint"]
 
@@ -222,7 +222,7 @@ def _warp_band(planes, w_in, w_out, cut, band, shape, sigma, bits) -> np.ndarray
     invalid = (
         ~np.isfinite(image) | ~np.isfinite(variance) | _flagged(mask, bad, image.shape)
     )
-    matched, var, invalid = _match(image, variance, invalid, sigma)
+    matched, var, invalid = psf_match(image, variance, invalid, sigma)
     coords = _pixel_in(w_in, w_out, band, shape)
     coords -= np.array(cut, dtype=float)[:, None]
     pos = _Positions(coords, image.shape)

@@ -108,7 +108,7 @@ def _planes(src: WarpSource, target_wcs, box, sigma):
     return [_whole(da.asarray(p)[window]) for p in planes], (ya, xa)
 
 
-#: The coadd's planes: name and type, in the order of ``_coadd_planes``' output.
+#: The coadd's planes: name and type, in the order of ``coadd_stack``'s output.
 _PLANES = (
     ("image", np.float32),
     ("variance", np.float32),
@@ -156,6 +156,7 @@ def coadd_patch(
     memory: int | str | None = None,
     name: str = "coadd",
     scratch: str | Path | None = None,
+    implementation: str = "fast",
 ) -> dict[str, Any]:
     """Warp, PSF-match and co-add exposures onto one patch.
 
@@ -192,6 +193,9 @@ def coadd_patch(
         each (12 bytes per pixel of footprint); the caller removes it once the
         coadd is computed. Without it the warps are task results in the
         workers' memory, which grows with the number of exposures.
+    implementation : {"fast", "reference"}
+        Of the kernels :func:`sciimg.kernels.warp` and
+        :func:`sciimg.kernels.clipped_mean`.
 
     Returns
     -------
@@ -226,7 +230,13 @@ def coadd_patch(
         fwhms = [s.psf_fwhm for s in sources if s.psf_fwhm is not None]
         target_fwhm = max(fwhms) if fwhms else None
     bits = _coadd_bits(mask_bits)
-    coadd_kw = {**bits, "nsigma": nsigma, "iterations": iterations, "clip": clip}
+    coadd_kw = {
+        **bits,
+        "nsigma": nsigma,
+        "iterations": iterations,
+        "clip": clip,
+        "implementation": implementation,
+    }
     if chunks is None:
         budget = STACK_MEMORY if memory is None else parse_bytes(memory)
         chunks = _block_side(len(sources), budget)
@@ -259,6 +269,7 @@ def coadd_patch(
             sigma,
             warp_bits,
             dest,
+            implementation,
         )
         token = dask.base.tokenize(*args)
         task = dask.delayed(_warp_task, pure=True)(

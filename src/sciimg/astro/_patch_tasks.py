@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sciimg.astro._coadd import _coadd_planes
-from sciimg.astro._footprint import warp_footprint
+from sciimg import kernels
 from sciimg.astro._warp import _header_wcs, _margin, input_box
 
 
@@ -91,13 +90,23 @@ def _read_region(planes, shape, wcs, target_wcs, box, sigma):
     return [np.asarray(p[ya:yb, xa:xb]) for p in planes], (ya, xa)
 
 
-def _warp_task(planes, offset, header, shape, target_header, box, sigma, bits, dest):
+def _warp_task(
+    planes, offset, header, shape, target_header, box, sigma, bits, dest, impl
+):
     """Warp one exposure onto its footprint box; into a new file of ``dest``."""
     wcs, target_wcs = _cached_wcs(header), _cached_wcs(target_header)
     if offset == (0, 0):
         planes, offset = _read_region(planes, shape, wcs, target_wcs, box, sigma)
-    data = warp_footprint(
-        planes, wcs, shape, target_wcs, box, sigma=sigma, bits=bits, offset=offset
+    data = kernels.warp(
+        planes,
+        wcs,
+        shape,
+        target_wcs,
+        box,
+        sigma=sigma,
+        bits=bits,
+        offset=offset,
+        implementation=impl,
     )
     if dest is None:
         return _Warped(tuple(box), data=data)
@@ -137,7 +146,7 @@ def _coadd_block(warps, origin, shape, coadd_kw):
         variances[k][there] = pixels[1]
         saturated[there] |= pixels[2] != 0
     kw = {key: v for key, v in coadd_kw.items() if key not in ("bad", "sat")}
-    return _coadd_planes(values, variances, saturated, sat=coadd_kw["sat"], **kw)
+    return kernels.coadd_stack(values, variances, saturated, sat=coadd_kw["sat"], **kw)
 
 
 def _plane(block: np.ndarray, k: int, dtype) -> np.ndarray:

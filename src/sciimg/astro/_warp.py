@@ -19,7 +19,7 @@ import numpy as np
 
 from sciimg.astro._masks import DEFAULT_BITS, _flagged, _whole, bitmask
 
-__all__ = ["input_box", "psf_match_sigma", "warp"]
+__all__ = ["input_box", "psf_match", "psf_match_sigma", "warp"]
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 #: Flags that exclude a pixel from a warp (and so from the coadd).
@@ -62,11 +62,24 @@ def _separable(data: np.ndarray, k: np.ndarray) -> np.ndarray:
     return correlate1d(out, k, axis=1, mode="constant", cval=0.0)
 
 
-def _match(image, variance, invalid, sigma):
-    """Normalised Gaussian convolution: flagged pixels get no weight.
+def psf_match(
+    image: np.ndarray, variance: np.ndarray, invalid: np.ndarray, sigma: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Convolve an image with a Gaussian of ``sigma`` pixels, flagged pixels
+    getting no weight; the variance follows. Returns image, variance, invalid.
 
     A pixel keeps a value where at least half the kernel's weight is valid; the
     variance follows exactly for independent input pixels (squared kernel).
+
+    Examples
+    --------
+    >>> img = np.zeros((15, 15)); img[7, 7] = 1.0
+    >>> ok = np.zeros((15, 15), bool)
+    >>> out, var, bad = psf_match(img, np.ones((15, 15)), ok, 1.0)
+    >>> round(float(out.sum()), 6), round(float(out[7, 7]), 4)
+    (1.0, 0.1592)
+    >>> bool(bad[0, 0]), bool(bad[0, 7])  # a corner keeps under half the weight
+    (True, False)
     """
     if sigma <= 0:
         return np.where(invalid, 0.0, image), np.where(invalid, 0.0, variance), invalid
@@ -100,7 +113,7 @@ def _warp_arrays(
     invalid = (
         ~np.isfinite(image) | ~np.isfinite(variance) | _flagged(mask, bad, image.shape)
     )
-    matched, var, invalid = _match(image, variance, invalid, sigma)
+    matched, var, invalid = psf_match(image, variance, invalid, sigma)
     w_in, w_out = _header_wcs(in_header), _header_wcs(out_header)
 
     def interp(planes, order):

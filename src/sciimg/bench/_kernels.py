@@ -160,9 +160,10 @@ def calibrate_exposure(exposure: Mapping[str, Any], params: Mapping[str, Any]):
 
 
 def _wcs(header: str):
-    from sciimg.astro._warp import _header_wcs
+    from astropy.io.fits import Header
+    from astropy.wcs import WCS
 
-    return _header_wcs(header)
+    return WCS(Header.fromstring(header))
 
 
 def sky_map(footprints: Sequence[tuple[str, Sequence[int]]], params):
@@ -188,22 +189,54 @@ def patch_members(
     return dict(sorted(members.items()))
 
 
-def warp_exposure(calexp: Mapping[str, Any], patch, target_fwhm: float | None):
-    """A calibrated exposure warped onto a patch's grid, PSF-matched (float32)."""
-    from sciimg.astro import warp
+def _warp_bits(mask_bits: Mapping[str, int] | None) -> dict[str, int]:
+    from sciimg.astro import COADD_BITS, WARP_BAD, bitmask
 
-    out = warp(
-        calexp["image"],
-        calexp["variance"],
-        calexp["mask"],
-        _wcs(calexp["wcs"]),
-        patch.wcs,
-        patch.shape,
-        mask_bits=calexp["mask_bits"],
-        psf_fwhm=calexp["psf_fwhm"],
-        target_fwhm=target_fwhm,
-    )
-    return _sync(out)
+    bits = {**COADD_BITS, **(mask_bits or {})}
+    return {
+        "bad": bitmask(WARP_BAD, bits),
+        "sat": bitmask(["SAT"], bits),
+        "no_data": bitmask(["NO_DATA"], bits),
+        "clipped": bitmask(["CLIPPED"], bits),
+    }
+
+
+def warp_exposure(
+    calexp: Mapping[str, Any],
+    patch,
+    target_fwhm: float | None,
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, np.ndarray]:
+    """A calibrated exposure warped onto a patch's grid, PSF-matched (float32).
+
+    ``image`` and ``variance`` are NaN where the exposure is flagged or has no
+    data; ``mask`` holds ``SAT`` where it saturated, as the co-add keeps it.
+    """
+    from sciimg.astro import footprint_box, psf_match_sigma
+
+    wcs = _wcs(calexp["wcs"])
+    shape = calexp["image"].shape
+    bits = _warp_bits(calexp["mask_bits"])
+    out = np.full((3, *patch.shape), np.nan, np.float32)
+    out[2] = 0
+    box = footprint_box(wcs, shape, patch.wcs, patch.shape)
+    if box is not None:
+        y0, y1, x0, x1 = box
+        out[:, y0:y1, x0:x1] = kernels.warp(
+            (calexp["image"], calexp["variance"], calexp["mask"]),
+            wcs,
+            shape,
+            patch.wcs,
+            box,
+            sigma=psf_match_sigma(calexp["psf_fwhm"], target_fwhm),
+            bits=(bits["bad"], bits["sat"], bits["no_data"]),
+            implementation=_implementation(params or {}),
+        )
+    return {
+        "image": out[0],
+        "variance": out[1],
+        "mask": np.where(out[2] != 0, bits["sat"], 0).astype(np.int32),
+    }
 
 
 def coadd_warps(
@@ -212,30 +245,41 @@ def coadd_warps(
     params: Mapping[str, Any],
 ) -> dict[str, np.ndarray]:
     """Clipped inverse-variance mean of a patch's warps: sciimg's ``coadd``."""
-    from sciimg.astro import COADD_BITS, coadd
-
-    stack = {k: np.stack([w[k] for w in warps]) for k in ("image", "variance", "mask")}
-    bits = {**COADD_BITS, **(mask_bits or {})}
-    return _sync(
-        coadd(
-            stack["image"],
-            stack["variance"],
-            stack["mask"],
-            mask_bits=bits,
-            nsigma=params["nsigma"],
-            iterations=params["iterations"],
-            clip=params["clip"],
-        )
+    bits = _warp_bits(mask_bits)
+    saturated = np.zeros(warps[0]["mask"].shape, bool)
+    for w in warps:
+        saturated |= w["mask"] != 0
+    out = kernels.coadd_stack(
+        np.stack([w["image"] for w in warps]),
+        np.stack([w["variance"] for w in warps]),
+        saturated,
+        sat=bits["sat"],
+        no_data=bits["no_data"],
+        clipped=bits["clipped"],
+        nsigma=params["nsigma"],
+        iterations=params["iterations"],
+        clip=params["clip"],
+        implementation=_implementation(params),
     )
+    return {
+        "image": out[0].astype(np.float32),
+        "variance": out[1].astype(np.float32),
+        "depth": out[2].astype(np.int16),
+        "mask": out[3].astype(np.int32),
+    }
 
 
 def detect_sources(coadd: Mapping[str, np.ndarray], patch, params: Mapping[str, Any]):
     """Sources of one coadd (sep), inner region only: an astropy Table."""
-    from sciimg.pipeline.astro_steps import _detect_patch
-
-    options = {k: v for k, v in params.items() if k != "qc"}
-    return _detect_patch(
-        coadd["image"], coadd["variance"], coadd["mask"], patch, None, options
+    options = {k: v for k, v in params.items() if k not in ("qc", "implementation")}
+    return kernels.detect_sources(
+        np.asarray(coadd["image"]),
+        np.asarray(coadd["variance"]),
+        np.asarray(coadd["mask"]),
+        wcs=patch.wcs,
+        patch=patch,
+        implementation=_implementation(params),
+        **options,
     )
 
 

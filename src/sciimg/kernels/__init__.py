@@ -26,7 +26,13 @@ Examples
 (2, 2, 2)
 """
 
-from sciimg.kernels._astro import clipped_mean
+from sciimg.kernels._astro import (
+    calibrate_ccd,
+    clipped_mean,
+    coadd_stack,
+    detect_sources,
+    warp,
+)
 from sciimg.kernels._dispatch import (
     IMPLEMENTATIONS,
     Implementation,
@@ -49,9 +55,12 @@ __all__ = [
     "IMPLEMENTATIONS",
     "Implementation",
     "Kernel",
+    "calibrate_ccd",
     "check_implementation",
     "clipped_mean",
+    "coadd_stack",
     "derive_tensor_map",
+    "detect_sources",
     "estimate_sigma",
     "fit_tensor",
     "kernel",
@@ -60,4 +69,5 @@ __all__ = [
     "median_otsu",
     "nlmeans",
     "tensor_design_rank",
+    "warp",
 ]

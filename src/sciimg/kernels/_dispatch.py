@@ -144,7 +144,7 @@ def kernels() -> dict[str, Kernel]:
     --------
     >>> import sciimg.kernels
     >>> sorted(kernels())[:3]
-    ['clipped_mean', 'estimate_sigma', 'fit_tensor']
+    ['calibrate_ccd', 'clipped_mean', 'detect_sources']
     """
     return dict(_KERNELS)
 

@@ -13,12 +13,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sciimg import kernels
 from sciimg.astro import (
     SkyMap,
     WarpSource,
     calibrate,
     coadd_patch,
-    detect,
     make_skymap,
     measure_psf_fwhm,
 )
@@ -120,6 +120,11 @@ class CoaddParams(_Params):
         "32MiB",
         description="visit stack a block task may hold (4-byte value and "
         "variance per exposure and pixel): blocks shrink as visits grow",
+    )
+    implementation: Literal["fast", "reference"] = Field(
+        "fast",
+        description="kernels of the warp and the clipped mean: sciimg's fast "
+        "ones, or reproject and NumPy as the reference",
     )
 
     @field_validator("memory")
@@ -279,6 +284,7 @@ def coadd_step(
     psf_fwhm,
     block,
     memory,
+    implementation,
 ) -> dict[str, Any]:
     """Co-add the exposures covering one patch; the warps go to ``scratch``."""
     return coadd_patch(
@@ -294,6 +300,7 @@ def coadd_step(
         memory=memory,
         name=f"coadd-{patch.id}",
         scratch=scratch,
+        implementation=implementation,
     )
 
 
@@ -338,7 +345,7 @@ def _detect_patch(image, variance, mask, patch, psf_fwhm, options):
     # footprints swallowed faint neighbours of bright sources without deblending
     # them (seen on the demo survey), costing completeness.
     del psf_fwhm
-    return detect(
+    return kernels.detect_sources(
         np.asarray(image),
         np.asarray(variance),
         np.asarray(mask),
