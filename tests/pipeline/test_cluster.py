@@ -300,3 +300,25 @@ def test_how_long_a_run_waits_on_its_cluster():
         1800,
         None,
     )
+
+
+def _profiling(dask_worker) -> bool:
+    return "profile" in dask_worker.periodic_callbacks
+
+
+def test_workers_sciimg_starts_run_without_the_profiler():
+    """Dask's statistical profiler doubled the astro tasks' time: local worker
+    processes start without it, unless ``cluster.profile`` asks for it."""
+    from sciimg.pipeline import open_client
+
+    cfg = {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None}
+    client = open_client(cfg)
+    try:
+        assert set(client.run(_profiling).values()) == {False}
+    finally:
+        client.shutdown()
+    client = open_client({**cfg, "processes": False, "profile": True})
+    try:
+        assert set(client.run(_profiling).values()) == {True}
+    finally:
+        client.shutdown()

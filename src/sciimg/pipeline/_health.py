@@ -20,7 +20,7 @@ __all__ = [
     "duration",
     "limit_text",
     "limits_for",
-    "own_scheduler_config",
+    "own_cluster_config",
     "remember",
     "scheduler_state",
     "size",
@@ -36,6 +36,12 @@ __all__ = [
 OWN_ALLOWED_FAILURES = 1
 
 _ALLOWED_FAILURES = "distributed.scheduler.allowed-failures"
+
+#: Dask's statistical profiler (the dashboard's Profile page) walks every worker
+#: thread's stack every 10 ms. Measured on the astro benchmark it doubled the
+#: tasks' time (calibrate, warp and co-add alike), so the clusters sciimg starts
+#: run without it unless ``cluster.profile`` turns it on.
+_PROFILE = "distributed.worker.profile.enabled"
 
 _ADVICE = {
     "local": "give workers more memory (cluster.memory_limit / --memory-limit) "
@@ -53,23 +59,25 @@ def _allowed_failures() -> int:
     return int(dask.config.get(_ALLOWED_FAILURES))
 
 
-def own_scheduler_config() -> dict[str, Any]:
-    """Dask settings for a scheduler sciimg starts: `OWN_ALLOWED_FAILURES`,
-    unless dask's configuration sets a value of its own.
+def own_cluster_config(profile: bool = False) -> dict[str, Any]:
+    """Dask settings for a cluster sciimg starts: `OWN_ALLOWED_FAILURES` unless
+    dask's configuration sets a value of its own, and the workers' statistical
+    profiler on or off (``cluster.profile``).
 
     Examples
     --------
-    >>> own_scheduler_config()
-    {'distributed.scheduler.allowed-failures': 1}
+    >>> for key, value in own_cluster_config().items():
+    ...     print(key, value)
+    distributed.scheduler.allowed-failures 1
+    distributed.worker.profile.enabled False
     """
     import dask
 
-    default = dask.config.get(
-        _ALLOWED_FAILURES, config=dask.config.merge(*dask.config.defaults)
-    )
-    if _allowed_failures() != default:
-        return {}
-    return {_ALLOWED_FAILURES: OWN_ALLOWED_FAILURES}
+    defaults = dask.config.merge(*dask.config.defaults)
+    own: dict[str, Any] = {_PROFILE: bool(profile)}
+    if _allowed_failures() == dask.config.get(_ALLOWED_FAILURES, config=defaults):
+        own[_ALLOWED_FAILURES] = OWN_ALLOWED_FAILURES
+    return dict(sorted(own.items()))
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,7 @@ class Limits:
         lost = cfg.lost_timeout
         if lost is None:
             lost = cfg.startup_timeout if batch else "60s"
-        own = own_scheduler_config() if cfg.kind != "scheduler" else {}
+        own = own_cluster_config() if cfg.kind != "scheduler" else {}
         return cls(
             lost=seconds(lost),
             quiet=seconds(cfg.quiet_warning),

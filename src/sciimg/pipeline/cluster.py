@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sciimg.errors import ClusterError, ConfigError
-from sciimg.pipeline._health import Limits, own_scheduler_config, remember
+from sciimg.pipeline._health import Limits, own_cluster_config, remember
 from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig, parse_duration
 
 __all__ = ["batch_cluster_class", "connect", "open_client"]
@@ -95,13 +95,15 @@ def open_client(
     cfg = _as_config(cfg)
     limits = Limits.for_cluster(cfg)
     # A scheduler sciimg starts gives up on a task after fewer worker deaths.
-    with dask.config.set(own_scheduler_config() if cfg.kind != "scheduler" else {}):
+    own = own_cluster_config(cfg.profile) if cfg.kind != "scheduler" else {}
+    with dask.config.set(own):
         client = _open(cfg, log or (lambda message: None))
     remember(client, limits)
     return client
 
 
 def _open(cfg: ClusterConfig, log: Callable[[str], None]) -> Any:
+    import dask
     from distributed import Client, LocalCluster
 
     if cfg.kind == "scheduler":
@@ -125,10 +127,17 @@ def _open(cfg: ClusterConfig, log: Callable[[str], None]) -> Any:
                 silence_logs=logging.ERROR,
             )
         return Client(cluster)
+    kwargs = cfg.jobqueue_kwargs()
+    if dask.config.get("distributed.worker.profile.enabled") is False:
+        # Batch workers read their own configuration: say it in their jobs.
+        kwargs["job_script_prologue"] = [
+            *kwargs.get("job_script_prologue", []),
+            "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False",
+        ]
     cluster = batch_cluster_class(cfg.kind)(
         scheduler_options={"dashboard_address": cfg.dashboard_address},
         silence_logs=logging.ERROR,
-        **cfg.jobqueue_kwargs(),
+        **kwargs,
     )
     try:
         client = Client(cluster)

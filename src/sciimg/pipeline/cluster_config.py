@@ -160,6 +160,12 @@ class ClusterConfig(BaseModel):
         description="where the dashboard listens: default this machine only, any free "
         "port (printed when the run starts); ':8787' for every interface, port 8787",
     )
+    profile: bool = Field(
+        False,
+        description="Dask's statistical profiler on the workers (the dashboard's "
+        "Profile page); off by default: sampling every worker thread every 10 ms "
+        "doubled the astro tasks' time",
+    )
     startup_timeout: str | None = Field(
         None,
         description="give up if no worker has joined after this long, e.g. 30min; "
