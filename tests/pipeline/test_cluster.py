@@ -322,3 +322,55 @@ def test_workers_sciimg_starts_run_without_the_profiler():
         assert set(client.run(_profiling).values()) == {True}
     finally:
         client.shutdown()
+
+
+def test_sciimg_pipeline_imports_in_a_worker_thread():
+    """dask-jobqueue sets a SIGINT handler on import, which only the main thread
+    may do: importing sciimg.pipeline from a task's thread must still work, and
+    leave the main thread's handler alone."""
+    import subprocess
+    import sys
+
+    code = (
+        "import signal, threading\n"
+        "errors = []\n"
+        "def load():\n"
+        "    try:\n"
+        "        import sciimg.pipeline\n"
+        "    except Exception as exc:\n"
+        "        errors.append(repr(exc))\n"
+        "t = threading.Thread(target=load); t.start(); t.join()\n"
+        "print(errors, signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[] True"
+
+
+def test_batch_workers_get_the_settings_of_local_ones():
+    """A batch worker reads its own configuration: its job's prologue carries
+    the profiler and malloc settings sciimg gives the workers it starts."""
+    import shlex
+    import subprocess
+    import sys
+
+    from sciimg.pipeline._health import worker_prologue
+
+    cfg = ClusterConfig(kind="slurm", memory="8GB", job_script_prologue=["A=1"])
+    lines = worker_prologue(cfg)
+    assert lines[0] == "A=1" and "module" not in lines
+    probe = (
+        "import dask, distributed\n"
+        "from distributed.nanny import _get_env_variables as env\n"
+        "print(sorted(env('distributed.nanny.pre-spawn-environ')),"
+        " dask.config.get('distributed.worker.profile.enabled'))\n"
+    )
+    script = "\n".join([*lines, f"{sys.executable} -c {shlex.quote(probe)}"])
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    names, profile = out.stdout.rsplit(" ", 1)
+    assert "MALLOC_TRIM_THRESHOLD_" not in names and "OMP_NUM_THREADS" in names
+    assert profile.strip() == "False"
+    profiled = worker_prologue(cfg.model_copy(update={"profile": True}))
+    assert not any("PROFILE" in line for line in profiled)

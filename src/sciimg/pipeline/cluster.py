@@ -13,7 +13,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from sciimg.errors import ClusterError, ConfigError
-from sciimg.pipeline._health import Limits, own_cluster_config, remember
+from sciimg.pipeline._health import (
+    Limits,
+    own_cluster_config,
+    remember,
+    worker_prologue,
+)
 from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig, parse_duration
 
 __all__ = ["batch_cluster_class", "connect", "open_client"]
@@ -103,7 +108,6 @@ def open_client(
 
 
 def _open(cfg: ClusterConfig, log: Callable[[str], None]) -> Any:
-    import dask
     from distributed import Client, LocalCluster
 
     if cfg.kind == "scheduler":
@@ -128,12 +132,7 @@ def _open(cfg: ClusterConfig, log: Callable[[str], None]) -> Any:
             )
         return Client(cluster)
     kwargs = cfg.jobqueue_kwargs()
-    if dask.config.get("distributed.worker.profile.enabled") is False:
-        # Batch workers read their own configuration: say it in their jobs.
-        kwargs["job_script_prologue"] = [
-            *kwargs.get("job_script_prologue", []),
-            "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False",
-        ]
+    kwargs["job_script_prologue"] = worker_prologue(cfg)
     cluster = batch_cluster_class(cfg.kind)(
         scheduler_options={"dashboard_address": cfg.dashboard_address},
         silence_logs=logging.ERROR,

@@ -35,12 +35,21 @@ def _import_jobqueue() -> None:
     ``runner`` module replaces the SIGINT handler with one that exits with status
     0, which made an interrupted run look successful: the handler is put back.
     """
-    main = threading.current_thread() is threading.main_thread()
-    handler = signal.getsignal(signal.SIGINT) if main else None
-    import dask_jobqueue  # noqa: F401
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGINT)
+        import dask_jobqueue
 
-    if handler is not None:
         signal.signal(signal.SIGINT, handler)
+        return
+    # Elsewhere (a task in a Dask worker's thread) setting a handler raises
+    # ValueError, which would make sciimg.pipeline impossible to import there;
+    # the handler jobqueue sets is not wanted anyway.
+    setter = signal.signal
+    signal.signal = lambda signum, handler: signal.getsignal(signum)
+    try:
+        import dask_jobqueue  # noqa: F401
+    finally:
+        signal.signal = setter
 
 
 _import_jobqueue()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from sciimg.errors import ConfigError
+from sciimg.pipeline._health import worker_prologue
 from sciimg.pipeline.cluster import batch_cluster_class
 from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig
 
@@ -54,9 +55,9 @@ def worker_script(cfg: ClusterConfig) -> str:
     """
     _check_batch(cfg)
     job_cls = batch_cluster_class(cfg.kind).job_cls
-    job = job_cls(
-        scheduler=SCHEDULER_PLACEHOLDER, name="WORKER-NAME", **cfg.jobqueue_kwargs()
-    )
+    kwargs = cfg.jobqueue_kwargs()
+    kwargs["job_script_prologue"] = worker_prologue(cfg)
+    job = job_cls(scheduler=SCHEDULER_PLACEHOLDER, name="WORKER-NAME", **kwargs)
     return job.job_script()
 
 
