@@ -20,7 +20,7 @@ SEED = 0
 ENGINES = ("dask", "spark", "relational", "serial")
 
 #: Synthetic data per size. Neuro: phantom volume shape and directions per
-#: shell (three shells, b0 every 8); ``hcp``: the HCP's 145×174×145 with 288
+#: shell (three shells, b0 every 8); ``hcp``: the HCP's 145×174×145 with 287
 #: volumes. Astro: CCDs per visit and CCD shape.
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "neuro": {

@@ -216,8 +216,9 @@ def write_neuro_dataset(
     snr : float
         White-matter b0 SNR.
     hcp : bool
-        The HCP scheme: 90 directions on each of b = 1000, 2000, 3000 and 18 b0
-        (288 volumes), 1.25 mm voxels. Default: 10 directions per shell.
+        The HCP scheme: 90 directions on each of b = 1000, 2000, 3000 and a b0
+        before every 16 weighted volumes, 17 in all (287 volumes; the HCP's own
+        series has 18 b0, 288 volumes), 1.25 mm voxels. Default: 10 directions per shell.
     directions : int, optional
         Directions per shell, overriding the above.
     overwrite : bool
