@@ -69,7 +69,8 @@ def synth_neuro(
         typer.Option(help="Directions per shell (default 10, or 90 with --hcp)."),
     ] = None,
     hcp: Annotated[
-        bool, typer.Option(help="HCP size: 145x174x145, 287 volumes (HCP: 288), 1.25 mm.")
+        bool,
+        typer.Option(help="HCP size: 145x174x145, 287 volumes (HCP: 288), 1.25 mm."),
     ] = False,
     overwrite: Overwrite = False,
 ) -> None:

@@ -218,7 +218,8 @@ def write_neuro_dataset(
     hcp : bool
         The HCP scheme: 90 directions on each of b = 1000, 2000, 3000 and a b0
         before every 16 weighted volumes, 17 in all (287 volumes; the HCP's own
-        series has 18 b0, 288 volumes), 1.25 mm voxels. Default: 10 directions per shell.
+        series has 18 b0, 288 volumes), 1.25 mm voxels. Default: 10 directions
+        per shell.
     directions : int, optional
         Directions per shell, overriding the above.
     overwrite : bool
