@@ -355,7 +355,7 @@ def test_batch_workers_get_the_settings_of_local_ones():
     import subprocess
     import sys
 
-    from sciimg.pipeline._health import worker_prologue
+    from sciimg.pipeline._own_settings import worker_prologue
 
     cfg = ClusterConfig(kind="slurm", memory="8GB", job_script_prologue=["A=1"])
     lines = worker_prologue(cfg)

@@ -156,19 +156,11 @@ def warp(
 
     Parameters
     ----------
-    planes : (image, variance, mask)
-        Arrays (y, x), or objects that read on slicing (Zarr arrays).
-    wcs, shape
-        The exposure's WCS (or FITS header string) and (ny, nx).
-    target_wcs, box
-        The target grid's WCS (or header string) and its box ``(y0, y1, x0,
-        x1)`` to fill (see :func:`sciimg.astro.footprint_box`).
-    sigma : float
-        Gaussian matching the exposure's PSF to the target's (pixels).
-    bits : (bad, sat, no_data)
-        Mask values: flags that carry no data, saturation, no data.
-    offset : (int, int)
-        Exposure pixel of ``planes[...][0, 0]`` when they hold a cutout.
+    planes, wcs, shape, target_wcs, box, sigma, bits, offset
+        As :func:`sciimg.astro.warp_footprint`: the exposure's (image,
+        variance, mask), its WCS and shape, the target grid's WCS and box
+        ``(y0, y1, x0, x1)``, the PSF-matching Gaussian, the (bad, sat,
+        no_data) mask values, and the exposure pixel of the planes' [0, 0].
     implementation : {"fast", "reference"}
 
     Returns

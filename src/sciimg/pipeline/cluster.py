@@ -13,12 +13,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from sciimg.errors import ClusterError, ConfigError
-from sciimg.pipeline._health import (
-    Limits,
-    own_cluster_config,
-    remember,
-    worker_prologue,
-)
+from sciimg.pipeline._health import Limits, remember
+from sciimg.pipeline._own_settings import own_cluster_config, worker_prologue
 from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig, parse_duration
 
 __all__ = ["batch_cluster_class", "connect", "open_client"]

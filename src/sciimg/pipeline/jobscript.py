@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from sciimg.errors import ConfigError
-from sciimg.pipeline._health import worker_prologue
+from sciimg.pipeline._own_settings import worker_prologue
 from sciimg.pipeline.cluster import batch_cluster_class
 from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig
 
