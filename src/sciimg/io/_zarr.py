@@ -138,15 +138,19 @@ class ZarrStoreWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = temporary_sibling(self.path)
         self.budget = budget
-        self.root = zarr.open_group(self.tmp, mode="w", zarr_format=3)
-        self.root.attrs.update(
-            {
+        # Attributes go in with each node's creation: every separate write of
+        # metadata is a round trip through zarr's event loop and a file write.
+        self.root = zarr.open_group(
+            self.tmp,
+            mode="w",
+            zarr_format=3,
+            attributes={
                 "ome": collection_attrs(),
                 "sciimg": {"version": __version__, **dict(attrs or {})},
-            }
+            },
         )
         self.series: list[str] = []
-        self.root.create_group(_SERIES_GROUP).attrs["ome"] = series_attrs([])
+        self.root.create_group(_SERIES_GROUP, attributes={"ome": series_attrs([])})
 
     def add(self, name: str, image: Image, *, chunks: Any = None):
         """Create image group ``name``; return ``(voxels, zarr array)`` to store.
@@ -155,6 +159,11 @@ class ZarrStoreWriter:
         they follow the store's budget. An axis that holds several of the image's
         axes is always one chunk.
         """
+        pair = self._add(name, image, chunks)
+        self._list_series()
+        return pair
+
+    def _add(self, name: str, image: Image, chunks: Any = None):
         if name == _SERIES_GROUP:
             msg = f"{name!r} is where the store lists its images; name the image else"
             raise ValueError(msg)
@@ -165,8 +174,7 @@ class ZarrStoreWriter:
             chunks = stored_chunks(data.shape, data.dtype, groups, self.budget)
         data = data.rechunk(chunks)
         data = data.rechunk({k: -1 for k, g in enumerate(groups) if len(g) > 1})
-        group = self.root.create_group(name)
-        group.attrs.update(attrs)
+        group = self.root.create_group(name, attributes=attrs)
         target = group.create_array(
             "0",
             shape=data.shape,
@@ -177,8 +185,10 @@ class ZarrStoreWriter:
         )
         if "ome" in attrs:
             self.series.append(name)
-            self.root[_SERIES_GROUP].attrs["ome"] = series_attrs(self.series)
         return data, target
+
+    def _list_series(self) -> None:
+        self.root[_SERIES_GROUP].attrs["ome"] = series_attrs(self.series)
 
     def store_all(self, images: Mapping[str, Image]):
         """Create every image group; return the lazy writes of their voxels.
@@ -189,7 +199,8 @@ class ZarrStoreWriter:
         """
         import dask.array as da
 
-        pairs = [self.add(name, image) for name, image in images.items()]
+        pairs = [self._add(name, image) for name, image in images.items()]
+        self._list_series()
         stored = da.store(
             [p[0] for p in pairs], [p[1] for p in pairs], lock=False, compute=False
         )
