@@ -38,6 +38,8 @@ def test_every_engine_agrees_with_serial(pipeline, count, cache, tmp_path):
     for engine, run in runs.items():
         assert run["ok"], f"{engine}: {run['error']}"
         assert run["wall_s"] > 0 and run["cpu_s"] > 0 and run["peak_rss_mib"] > 50
+        # One core per worker: native thread pools add none of their own.
+        assert set(run["thread_limits"].values()) == {"1"}, run["thread_limits"]
         assert set(run["steps"]) >= {
             "ingest",
             "detect" if pipeline == "astro" else "dti",

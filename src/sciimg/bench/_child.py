@@ -7,10 +7,14 @@ engine details, or the error) is written to ``spec["result"]`` as JSON.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
+
+#: The environment variables that size native libraries' thread pools.
+THREAD_LIMIT_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def run(spec: dict) -> dict:
@@ -37,6 +41,8 @@ def run(spec: dict) -> dict:
     t0 = time.perf_counter()
     result = run_fn(workload, Path(spec["out"]), workload.step_params(), **kwargs)
     result["engine_s"] = round(time.perf_counter() - t0, 4)
+    # What the run's native thread pools were limited to (the harness sets them).
+    result["thread_limits"] = {k: os.environ.get(k) for k in THREAD_LIMIT_NAMES}
     return result
 
 

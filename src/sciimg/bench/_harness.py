@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sciimg.bench._child import THREAD_LIMIT_NAMES
 from sciimg.bench._compare import compare_astro, compare_neuro
 from sciimg.bench._measure import measure
 from sciimg.bench._workloads import ENGINES, SIZES, check_workload, ensure_workload
@@ -161,6 +162,13 @@ def run_bench(
     return results
 
 
+#: Native libraries' own thread pools limited to one thread, in every engine's
+#: process tree: a run's workers are then its only parallelism, and "1 worker"
+#: means one core. (astroscrappy's OpenMP loops otherwise take every core in
+#: the serial run; Dask's nannies and PySpark set the same for their workers.)
+ONE_THREAD_PER_WORKER = dict.fromkeys(THREAD_LIMIT_NAMES, "1")
+
+
 def _one_run(workload, engine: str, workers: int, out: Path, master) -> dict[str, Any]:
     run_dir = out / "runs" / f"{engine}-{workload.count}-w{workers}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -178,7 +186,7 @@ def _one_run(workload, engine: str, workers: int, out: Path, master) -> dict[str
     }
     (run_dir / "spec.json").write_text(json.dumps(spec, indent=2))
     child = [sys.executable, "-m", "sciimg.bench._child", str(run_dir / "spec.json")]
-    usage = measure(child)
+    usage = measure(child, env={**os.environ, **ONE_THREAD_PER_WORKER})
     result_path = run_dir / "result.json"
     result = (
         json.loads(result_path.read_text())
@@ -197,6 +205,7 @@ def _one_run(workload, engine: str, workers: int, out: Path, master) -> dict[str
         "steps": result.get("steps", {}),
         "ingest_s": result.get("steps", {}).get("ingest"),
         "engine_info": result.get("engine", {}),
+        "thread_limits": result.get("thread_limits", {}),
         "outputs": spec["out"],
     }
 

@@ -57,7 +57,9 @@ def markdown(results: dict[str, Any]) -> str:
         "Wall, CPU and peak memory are of the whole process tree of a fresh "
         "process per run (engine start-up included); step times are seconds of "
         "wall time between barriers, except for dask, whose steps overlap: its "
-        "step time is task seconds divided by worker threads.",
+        "step time is task seconds divided by worker threads. Native thread "
+        "pools (OpenMP, BLAS) are limited to one thread per worker, so the "
+        "workers are each engine's only parallelism.",
     ]
     return "\n".join(lines) + "\n"
 
