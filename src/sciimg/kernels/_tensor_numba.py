@@ -7,9 +7,14 @@ for matrices this small), a selection sort and the back-transformation. The
 sign of each eigenvector is whatever that sequence leaves, so to give dipy's
 eigenvectors, signs included, the same steps are taken here for the 3x3 case,
 in the reference LAPACK/BLAS order of operations, one voxel at a time and
-without NumPy's per-matrix call overhead. Against NumPy's OpenBLAS the results
-are equal to the bit, tied eigenvalues included; matrices outside the range of
-the plain path (scaling, NaN, no convergence) are left to NumPy.
+without NumPy's per-matrix call overhead. Where OpenBLAS's kernels for the CPU
+round as the reference BLAS does, the results equal NumPy's to the bit, tied
+eigenvalues included. OpenBLAS picks other kernels on other CPUs (AVX-512 ones,
+say), and NumPy's own results then move by an ulp or two: the eigenvalues agree
+within a few ulps, and where eigenvalues tie (or exact zeros end the iterations
+early) the signs and the basis of a tied eigenspace may differ, as NumPy's own
+do between such CPUs. Matrices outside the range of the plain path (scaling,
+NaN, no convergence) are left to NumPy.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ _RMAX = math.sqrt(1.0 / (_SAFMIN / _EPS))
 _MAXSWEEPS = 3 * 30  # dsteqr gives up after 30 sweeps per eigenvalue
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _hypot1(x, y):  # pragma: no cover - compiled
     """dlapy2: sqrt(x**2 + y**2) without overflow, the library's way."""
     xa = abs(x)
@@ -47,7 +52,7 @@ def _hypot1(x, y):  # pragma: no cover - compiled
     return w * math.sqrt(1.0 + q * q)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _givens(f, g):  # pragma: no cover - compiled
     """dlartg (LAPACK >= 3.10): c, s, r with c >= 0 and r carrying f's sign."""
     f1 = abs(f)
@@ -68,7 +73,7 @@ def _givens(f, g):  # pragma: no cover - compiled
     return abs(fs) / d, gs / r, r * u
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _sym2(a, b, c):  # pragma: no cover - compiled
     """dlaev2: eigen-system of [[a, b], [b, c]] as (rt1, rt2, cs1, sn1)."""
     sm = a + c
@@ -119,7 +124,7 @@ def _sym2(a, b, c):  # pragma: no cover - compiled
     return rt1, rt2, cs1, sn1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rotate(z, j, c, s):  # pragma: no cover - compiled
     """dlasr's step on columns j, j+1 of z (side R, variable pivot)."""
     if c != 1.0 or s != 0.0:
@@ -129,7 +134,7 @@ def _rotate(z, j, c, s):  # pragma: no cover - compiled
             z[i, j] = s * t + c * z[i, j]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _tridiagonal_eig(d, e, z, cw, sw):  # pragma: no cover - compiled
     """dsteqr('I') for n = 3: d, e in place, z the eigenvectors; False if it
     would rescale or did not converge (the caller then defers to LAPACK)."""
@@ -288,7 +293,7 @@ def _tridiagonal_eig(d, e, z, cw, sw):  # pragma: no cover - compiled
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _eigh_lower(
     a11, a21, a31, a22, a32, a33, w, v, d, e, z, cw, sw
 ):  # pragma: no cover
@@ -341,13 +346,13 @@ def _eigh_lower(
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scratch():  # pragma: no cover - compiled
     """Work arrays of _eigh_lower: d, e, z, and the rotations' c and s."""
     return np.empty(3), np.empty(2), np.empty((3, 3)), np.empty(2), np.empty(2)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _eigh_many(t, w, v, ok):  # pragma: no cover - compiled
     """``numpy.linalg.eigh`` of each symmetric 3x3 ``t[k]`` (lower triangle):
     ``w[k]`` ascending, ``v[k][:, i]`` the eigenvectors; ``ok[k]`` False where
@@ -359,7 +364,7 @@ def _eigh_many(t, w, v, ok):  # pragma: no cover - compiled
         ok[k] = _eigh_lower(*lower, w[k], v[k], *work)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _tensor_params(beta, idx, min_diffusivity, out, done):  # pragma: no cover
     """dipy's ``eig_from_lo_tri``: coefficients ``beta[k]`` (Dxx, Dxy, Dyy,
     Dxz, Dyz, Dzz, ...) to ``out[idx[k]]`` (evals descending and clipped, then
