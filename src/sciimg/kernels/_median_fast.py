@@ -53,7 +53,7 @@ def _dense_ranks(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ranks.reshape(volume.shape), values[:nvalues]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _number_sorted(flat, order, ranks, values):
     """Give equal values one rank, walking them in sorted order."""
     d = -1
@@ -67,7 +67,7 @@ def _number_sorted(flat, order, ranks, values):
     return d + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _local_ranks(flat, loc, uniq):
     """Renumber ``flat`` densely into ``loc``; ``uniq`` maps back.
 
@@ -114,7 +114,7 @@ def _local_ranks(flat, loc, uniq):
     return d + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _swap_plane(loc, old, new, offsets, fine, blocks, m, below):
     """Take one plane out of the window and put the next one in.
 
@@ -134,7 +134,7 @@ def _swap_plane(loc, old, new, offsets, fine, blocks, m, below):
     return below
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tile_medians(loc, shape, radius, out, fine, blocks):
     """Median rank of every window of the padded tile ``loc`` (flat)."""
     w = 2 * radius + 1
@@ -213,7 +213,7 @@ def _tile_medians(loc, shape, radius, out, fine, blocks):
             blocks[r >> _BLOCK_SHIFT] -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tiled_medians(padded, radius, tile, out, loc, fine, blocks):
     """Median ranks of ``padded`` (global ranks), one cubic tile at a time."""
     nx, ny, nz = out.shape

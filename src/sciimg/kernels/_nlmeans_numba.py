@@ -86,7 +86,7 @@ def _bits_f64(typingctx, x):
     return types.float64(types.int64), codegen
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _exp_nonpos(x: float) -> float:
     """exp(x) for x <= 0 or NaN, branch-free so that row loops vectorise.
 
@@ -115,7 +115,7 @@ _U1 = np.uint64(1)
 _U2 = np.uint64(2)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _row_need(lo, hi, i, j, di, dj, dk):
     """Span of centres on row (i, j) whose own or neighbour's voxel is masked."""
     a = lo[i, j]
@@ -134,7 +134,7 @@ def _row_need(lo, hi, i, j, di, dj, dk):
     return a, b
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _sq_diff3(a, s0, s1, s2, m, e, n):
     """e[k] = sum over 3 planes of (a[s + k] - a[s + m + k])**2."""
     for k in range(n):
@@ -144,63 +144,63 @@ def _sq_diff3(a, s0, s1, s2, m, e, n):
         e[k] = u * u + v * v + z * z
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _add_sq_diff(a, s, m, e, n):
     for k in range(n):
         v = a[s + k] - a[s + m + k]
         e[k] += v * v
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _box3(e, t, t0, n):
     for k in range(n):
         t[t0 + k] = e[k] + e[k + _U1] + e[k + _U2]
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _box_add(e, c, t, t0, n):
     for k in range(n):
         t[t0 + k] += e[k + c]
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _box_first(e, t, t0, n):
     for k in range(n):
         t[t0 + k] = e[k]
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _ssd3(t, r0, r1, r2, ssd, n):
     for k in range(n):
         ssd[k] = t[r0 + k] + t[r1 + k] + t[r2 + k]
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _weights3(t, r0, r1, r2, q, w, n):
     """w = exp(-q * (sum of three rows of t)): one sigma, patch radius 1."""
     for k in range(n):
         w[k] = _exp_nonpos(-(t[r0 + k] + t[r1 + k] + t[r2 + k]) * q)
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _ssd_add(t, r, ssd, n):
     for k in range(n):
         ssd[k] += t[r + k]
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _weights(ssd, q, w, n):
     for k in range(n):
         w[k] = _exp_nonpos(-ssd[k] * q)
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _weights_map(ssd, q, q0, w, n):
     for k in range(n):
         w[k] = _exp_nonpos(-ssd[k] * q[q0 + k])
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _add_weighted(sw, swa, o, w, a, ao, n):
     """sw[o:] += w; swa[o:] += w * a[ao:]**2 (a: the neighbour's values)."""
     for k in range(n):
@@ -209,7 +209,7 @@ def _add_weighted(sw, swa, o, w, a, ao, n):
         swa[o + k] += w[k] * (v * v)
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _strip_distances(a, s0, s1, P, jf, jl, j0, klo, khi, i, m, Tf, E):
     """T rows for the strip rows jf - P .. jl + P, columns klo .. khi.
 
@@ -238,7 +238,7 @@ def _strip_distances(a, s0, s1, P, jf, jl, j0, klo, khi, i, m, Tf, E):
                 _box_add(E, np.uint64(c), Tf, t0, n)
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM)
 def accumulate(ap, lo, hi, q, qmap, use_map, P, B, offsets, TJ, sw, swa):
     """Add the weights of all non-zero offsets into sw and swa.
 
@@ -319,7 +319,7 @@ def accumulate(ap, lo, hi, q, qmap, use_map, P, B, offsets, TJ, sw, swa):
                     _add_weighted(swf, swaf, xd, w, a, x, n)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pad_reflect(arr, pad):
     """float64 copy of arr padded by ``pad`` with reflection (edge not repeated).
 
@@ -341,7 +341,7 @@ def pad_reflect(arr, pad):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def finish(ap, mask, sw, swa, q, qmap, use_map, sigma, s0, rician, pad, out):
     """out = dipy's result from the weight sums (padded) of every centre.
 

@@ -95,7 +95,7 @@ def _bits_f32(typingctx, x):
     return types.float32(types.int64), codegen
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _exp32_nonpos(x):
     """exp(x) in float32 for x <= 0 or NaN, branch-free (8 per AVX2 vector).
 
@@ -115,7 +115,7 @@ def _exp32_nonpos(x):
     return _F0 if x < _EXP_MIN else p * scale
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _weights3(t, r0, r1, r2, q, qlo, w, n):
     """w = exp(-(q + qlo) * (sum of three rows of t)): one sigma, patch radius 1.
 
@@ -127,32 +127,32 @@ def _weights3(t, r0, r1, r2, q, qlo, w, n):
         w[k] = _exp32_nonpos(-(d * q + d * qlo))
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _ssd3(t, r0, r1, r2, ssd, n):
     for k in range(n):
         ssd[k] = t[r0 + k] + t[r1 + k] + t[r2 + k]
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _ssd_add(t, r, ssd, n):
     for k in range(n):
         ssd[k] += t[r + k]
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _weights(ssd, q, qlo, w, n):
     for k in range(n):
         d = ssd[k]
         w[k] = _exp32_nonpos(-(d * q + d * qlo))
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _weights_map(ssd, q, q0, w, n):
     for k in range(n):
         w[k] = _exp32_nonpos(-ssd[k] * q[q0 + k])
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
 def _add_weighted(sw, swa, o, w, a, ao, n):
     """sw[o:] += w; swa[o:] += w * a[ao:]**2, in float64 (sw, swa)."""
     for k in range(n):
@@ -162,7 +162,7 @@ def _add_weighted(sw, swa, o, w, a, ao, n):
         swa[o + k] += wk * (v * v)
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM)
 def accumulate32(ap, lo, hi, q, qlo, qmap, use_map, P, B, offsets, TJ, sw, swa):
     """float32 :func:`~sciimg.kernels._nlmeans_numba.accumulate`.
 
@@ -239,7 +239,7 @@ def accumulate32(ap, lo, hi, q, qlo, qmap, use_map, P, B, offsets, TJ, sw, swa):
                     _add_weighted(swf, swaf, xd, w, a, x, n)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pad_reflect32(arr, pad):
     """float32 copy of arr padded as :func:`~._nlmeans_numba.pad_reflect`."""
     n0, n1, n2 = arr.shape

@@ -42,7 +42,7 @@ _ROUND = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer
 _ROUND_BITS = 0x4338000000000000  # its bit pattern
 
 
-@njit(cache=True, fastmath=_FMA, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=_FMA, error_model="numpy")
 def _exp_neg(x, out, bits):  # pragma: no cover - compiled
     """out = exp(x) for x <= 0, to about 1 ulp, in SIMD-friendly loops
     (libm's exp is called one value at a time); x < -708 gives ~1e-308."""
@@ -73,7 +73,7 @@ def _exp_neg(x, out, bits):  # pragma: no cover - compiled
         out[j] *= scale[j]
 
 
-@njit(cache=True, fastmath=_FMA, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=_FMA, error_model="numpy")
 def _log_clipped(x, floor, out, bits):  # pragma: no cover - compiled
     """out = log(max(x, floor)) for float64 x, floor > 0 normal, to 1 ulp (as
     NumPy's, to rounding), in SIMD-friendly loops."""
@@ -113,7 +113,7 @@ def _log_clipped(x, floor, out, bits):  # pragma: no cover - compiled
             out[j] = np.log(max(x[j], floor))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _log_rows(rows, idx, out):  # pragma: no cover - compiled
     """out[v] = log(max(rows[idx[v]], min_signal)), float64 rows."""
     bits = np.empty(rows.shape[1], dtype=np.int64)
@@ -121,7 +121,7 @@ def _log_rows(rows, idx, out):  # pragma: no cover - compiled
         _log_clipped(rows[idx[v]], _MIN_SIGNAL, out[v], bits)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _weigh(pred, logs, ok):  # pragma: no cover - compiled
     """pred <- w**2 = exp(2 pred) and logs <- w**2 logs, row by row.
 
@@ -146,7 +146,7 @@ def _weigh(pred, logs, ok):  # pragma: no cover - compiled
             logs[v, j] *= pred[v, j]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _solve_rows(a28, rhs, ok, beta):  # pragma: no cover - compiled
     """beta[v] = A_v^-1 rhs[v] where ok[v], A_v symmetric 7x7 packed (lower,
     row by row) in a28[v], by Cholesky.
