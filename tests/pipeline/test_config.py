@@ -122,6 +122,82 @@ def test_inputs_remap_and_user_steps():
     assert cfg.plan()[2].params == {"threshold": 0.4}
 
 
+def test_steps_run_in_the_order_of_their_data():
+    """Written in any order, the steps are planned after what they need; steps
+    free of each other keep the built-in order, then go by name."""
+    import itertools
+
+    steps = {
+        "wm": {"function": "tests.pipeline.udfs:white_matter"},
+        "b0maps": {
+            "function": "tests.pipeline.udfs:two_maps",
+            "outputs": ["scaled", "log_b0"],
+        },
+        "mask": {},
+        "denoise": {},
+        "dti": {},
+    }
+    seen = set()
+    for order in itertools.permutations(steps):
+        cfg = load_config({**BASE, "steps": {k: steps[k] for k in order}})
+        seen.add((tuple(s.name for s in cfg.plan()), cfg.fingerprint()))
+    assert len(seen) == 1
+    ((names, _),) = seen
+    assert names == ("mask", "denoise", "dti", "b0maps", "wm")
+
+
+def test_a_step_may_take_the_place_of_a_pipeline_input():
+    """A step making ``dwi`` takes the subject's; every other step takes its."""
+    cfg = load_config(
+        {
+            **BASE,
+            "steps": {
+                "dti": {},
+                "denoise": {},
+                "mask": {},
+                "gibbs": {
+                    "function": "tests.pipeline.udfs:unring",
+                    "outputs": ["dwi"],
+                },
+            },
+        }
+    )
+    assert [s.name for s in cfg.plan()] == ["gibbs", "mask", "denoise", "dti"]
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        (
+            {
+                "a": {"function": "tests.pipeline.udfs:needs_b", "outputs": ["x"]},
+                "b": {"function": "tests.pipeline.udfs:needs_x", "outputs": ["b"]},
+            },
+            "steps.a: steps.a needs 'b' from steps.b, steps.b needs 'x' from "
+            "steps.a: the steps need each other's results",
+        ),
+        (
+            {
+                "mask": {},
+                "m2": {
+                    "function": "tests.pipeline.udfs:two_maps",
+                    "outputs": ["mask", "other"],
+                },
+            },
+            "steps.m2: makes 'mask', which steps.mask makes too",
+        ),
+        (
+            {"wm": {"function": "tests.pipeline.udfs:white_matter"}, "mask": {}},
+            "steps.wm: needs 'fa', which is neither configured nor made by any step",
+        ),
+    ],
+)
+def test_order_problems_name_the_steps(steps, expected):
+    msg = _errors({**BASE, "steps": steps})
+    assert expected in msg, msg
+    assert len(msg.splitlines()) == 1, msg
+
+
 def test_fingerprint_tracks_science_only():
     a = load_config(BASE)
     b = load_config({**BASE, "output": "elsewhere", "cluster": {"n_workers": 3}})

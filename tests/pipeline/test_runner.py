@@ -133,6 +133,25 @@ def test_rerun_skips_then_force_redoes(first_run, client):
     assert (store / "zarr.json").stat().st_mtime_ns != stamp
 
 
+def test_steps_in_any_order_are_the_same_run(first_run, client, tmp_path):
+    """The config written back with its keys sorted (as ``yaml.safe_dump`` does),
+    steps reversed: the same plan and fingerprint, so first_run's outputs are
+    current for it and every subject is skipped."""
+    import yaml
+
+    cfg, _ = first_run
+    raw = cfg.model_dump(mode="json")
+    raw["steps"] = dict(reversed(list(STEPS.items())))
+    path = tmp_path / "sorted.yaml"
+    path.write_text(yaml.safe_dump(raw))  # sorts keys: dti, denoise, mask
+    again = load_config(path)
+    assert [s.name for s in again.plan()] == ["mask", "denoise", "dti"]
+    assert again.fingerprint() == cfg.fingerprint()
+    report = run_pipeline(again, client=client, log=lambda m: None)
+    status = {s.id: s.status for s in report.subjects}
+    assert status == {"sub-01": "skipped", "sub-02": "skipped", "sub-03": "failed"}
+
+
 def test_user_steps(first_run, client, tmp_path):
     cfg, _ = first_run
     changed = load_config(

@@ -24,6 +24,7 @@ from pydantic import (
 from sciimg.errors import ConfigError
 from sciimg.pipeline.cluster_config import ClusterConfig, check_size
 from sciimg.pipeline.config_errors import did_you_mean, pydantic_lines
+from sciimg.pipeline.step_order import order_steps
 from sciimg.pipeline.steps import (
     Step,
     builtin_steps,
@@ -241,13 +242,18 @@ def _rejected_outputs(name: str, entry: dict, builtins: dict[str, Step]) -> set:
 
 
 def _plan_steps(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str], set]:
-    """The planned steps, one line per problem, and the outputs of rejected steps."""
+    """The planned steps, one line per problem, and the outputs of rejected steps.
+
+    Steps run in the order of what they need and make, whatever their order in
+    the config: a step runs after the steps that make its inputs; steps that do
+    not depend on each other keep the built-in steps' order, then go by name.
+    """
     if cfg.pipeline not in PIPELINE_INPUTS:
         return (*_plan_fixed(cfg), set())
     builtins = builtin_steps(cfg.pipeline)
     entries = cfg.steps if cfg.steps is not None else dict.fromkeys(builtins)
-    available = set(PIPELINE_INPUTS[cfg.pipeline])
-    plan, errors, rejected = [], [], set()
+    candidates: list[PlannedStep] = []
+    errors, rejected = [], set()
     for name, raw in entries.items():
         entry = dict(raw or {})
         where = f"steps.{name}"
@@ -261,15 +267,33 @@ def _plan_steps(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str], set]
             try:
                 step, params = _step_of(name, entry, builtins, problems)
                 if step is not None:
-                    resolve_arguments(step, available | rejected, params, inputs)
+                    candidates.append(PlannedStep(name, step, params, dict(inputs)))
             except ConfigError as exc:
                 problems.append(f"{where}: {exc}")
         if problems:
             errors += problems
             rejected |= _rejected_outputs(name, entry, builtins)
+    order = {name: i for i, name in enumerate(builtins)}
+    ordered, order_errors, dropped = order_steps(
+        candidates,
+        PIPELINE_INPUTS[cfg.pipeline],
+        key=lambda name: (order.get(name, len(order)), name),
+    )
+    errors += order_errors
+    rejected |= dropped
+    available = set(PIPELINE_INPUTS[cfg.pipeline])
+    plan = []
+    for planned in ordered:
+        try:
+            resolve_arguments(
+                planned.step, available | rejected, planned.params, planned.inputs
+            )
+        except ConfigError as exc:
+            errors.append(f"steps.{planned.name}: {exc}")
+            rejected |= set(planned.step.outputs)
             continue
-        plan.append(PlannedStep(name, step, params, dict(inputs)))
-        available |= set(step.outputs)
+        plan.append(planned)
+        available |= set(planned.step.outputs)
     return plan, errors, rejected - available
 
 

@@ -157,8 +157,8 @@ def resolve_arguments(
         elif p.default is p.empty:
             have = ", ".join(sorted(available))
             msg = (
-                f"needs {source!r}, which is neither configured nor produced by "
-                f"an earlier step (available: {have})"
+                f"needs {source!r}, which is neither configured nor made by any "
+                f"step (available: {have})"
             )
             raise ConfigError(msg)
     for k, v in params.items():  # passed through **kwargs
