@@ -1,6 +1,6 @@
 """Readers, writers and stores: files in, lazy images with geometry out."""
 
-from sciimg.io._atomic import atomic_path
+from sciimg.io._atomic import atomic_path, temporary_sibling
 from sciimg.io._atomic import remove as remove_path
 from sciimg.io._catalog import catalog_format, read_catalog, write_catalog
 from sciimg.io._chunks import chunk_budget, chunks_for
@@ -74,6 +74,7 @@ __all__ = [
     "remove_path",
     "store_attrs",
     "store_members",
+    "temporary_sibling",
     "update_series",
     "wcs_from_attrs",
     "write_catalog",

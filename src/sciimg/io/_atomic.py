@@ -13,7 +13,17 @@ __all__ = ["atomic_path", "remove", "replace_path", "temporary_sibling"]
 
 
 def temporary_sibling(path: Path, suffix: str = "") -> Path:
-    """A hidden name in the same folder (same filesystem, so rename is atomic)."""
+    """A hidden name in the same folder (same filesystem, so rename is atomic).
+
+    A run sweeps such names (``.<name>.tmp-*``) from its output folder when it
+    starts: what a run that died left there.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> temporary_sibling(Path("out/sub-01.zarr")).name.startswith(".sub-01.zarr.tmp-")
+    True
+    """
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
 
 

@@ -2,7 +2,7 @@
 
 Unlike the neuroscience chain, these steps run at two granularities: ``calibrate``
 once per exposure, then ``skymap`` once, then ``coadd`` and ``detect`` once per sky
-patch over the exposures that cover it. The runner (``astro_runner``) calls them in
+patch over the exposures that cover it. The pipeline (``astro_pipeline``) calls them in
 that fixed order; the config may set their parameters but not rearrange them.
 """
 

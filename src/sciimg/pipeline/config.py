@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import (
@@ -24,6 +24,7 @@ from pydantic import (
 from sciimg.errors import ConfigError
 from sciimg.pipeline.cluster_config import ClusterConfig, check_size
 from sciimg.pipeline.config_errors import did_you_mean, pydantic_lines
+from sciimg.pipeline.registry import get_pipeline
 from sciimg.pipeline.step_order import order_steps
 from sciimg.pipeline.steps import (
     Step,
@@ -39,10 +40,6 @@ __all__ = [
     "PlannedStep",
     "load_config",
 ]
-
-#: Names each pipeline offers its steps before any step has run.
-PIPELINE_INPUTS = {"neuro": ("dwi", "gtab", "affine", "zooms", "subject", "budget")}
-
 
 #: Names of steps and results become file and folder names under ``output``.
 NAME_RULE = (
@@ -125,7 +122,7 @@ class PipelineConfig(_Strict):
     ['mask', 'denoise', 'dti']
     """
 
-    pipeline: Literal["neuro", "astro"]
+    pipeline: str = Field(description="a registered pipeline: neuro, astro, ...")
     input: InputConfig
     output: Path
     steps: dict[str, dict[str, Any] | None] | None = None
@@ -137,6 +134,27 @@ class PipelineConfig(_Strict):
 
     _plan: list[PlannedStep] = PrivateAttr(default_factory=list)
     _origin: str = PrivateAttr("config")  # the YAML file, for messages
+
+    @field_validator("pipeline")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from pydantic_core import PydanticCustomError
+
+        from sciimg.pipeline.registry import get_pipeline, pipeline_names
+
+        if value not in pipeline_names():
+            names = [repr(n) for n in pipeline_names()]
+            expected = " or ".join(
+                [", ".join(names[:-1]), names[-1]] if len(names) > 1 else names
+            )
+            raise PydanticCustomError(
+                "literal_error", "Input should be {expected}", {"expected": expected}
+            )
+        try:
+            get_pipeline(value)
+        except ConfigError as exc:
+            raise PydanticCustomError("pipeline_error", str(exc)) from None
+        return value
 
     @field_validator("output")
     @classmethod
@@ -248,7 +266,8 @@ def _plan_steps(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str], set]
     the config: a step runs after the steps that make its inputs; steps that do
     not depend on each other keep the built-in steps' order, then go by name.
     """
-    if cfg.pipeline not in PIPELINE_INPUTS:
+    pipeline = get_pipeline(cfg.pipeline)
+    if pipeline.fixed_steps:
         return (*_plan_fixed(cfg), set())
     builtins = builtin_steps(cfg.pipeline)
     entries = cfg.steps if cfg.steps is not None else dict.fromkeys(builtins)
@@ -276,12 +295,12 @@ def _plan_steps(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str], set]
     order = {name: i for i, name in enumerate(builtins)}
     ordered, order_errors, dropped = order_steps(
         candidates,
-        PIPELINE_INPUTS[cfg.pipeline],
+        pipeline.inputs,
         key=lambda name: (order.get(name, len(order)), name),
     )
     errors += order_errors
     rejected |= dropped
-    available = set(PIPELINE_INPUTS[cfg.pipeline])
+    available = set(pipeline.inputs)
     plan = []
     for planned in ordered:
         try:

@@ -1,0 +1,182 @@
+"""One engine for every pipeline: items, resume, failures, Ctrl-C, ``run.json``.
+
+A pipeline (`sciimg.pipeline.registry.Pipeline`) is a sequence of stages, each
+a kind of item. For each stage in turn the engine finds the items, skips those
+whose record says they are complete and current (same fingerprint, outputs
+there), builds a Dask computation for each of the others, and computes them
+side by side (`sciimg.pipeline._jobs.compute_jobs`): each item's store is
+committed as soon as its own results are in, and a failure stays with its item.
+The first stage's items are found before the output folder is touched, so
+that what is wrong with the input is said first. The cluster starts when the
+first computation needs it. This module names no pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sciimg.errors import InputError, RunInterrupted
+from sciimg.pipeline._jobs import SubjectResult, _Job, _one_line, compute_jobs
+from sciimg.pipeline.config import PipelineConfig
+from sciimg.pipeline.outputs import hold_output, mark_interrupted
+from sciimg.pipeline.records import drop_record, read_record
+from sciimg.pipeline.registry import Item, Pipeline, Stage, get_pipeline
+from sciimg.pipeline.report import RunReport, write_report
+
+__all__ = ["Run", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """What a run's stages share: the config, the output folder, the results.
+
+    Attributes
+    ----------
+    state : dict
+        The pipeline's own, kept between its hooks (a sky map, roots of stores).
+    summary : dict
+        Saved in ``run.json`` under ``summary``.
+    """
+
+    cfg: PipelineConfig
+    output: Path
+    force: bool
+    log: Any
+    results: dict[str, SubjectResult] = field(default_factory=dict)
+    items: list[Item] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def failed(self, item: Item, exc: BaseException) -> None:
+        """Record ``item`` as failed with ``exc``, in one line and in the log."""
+        self.results[item.id] = SubjectResult(
+            item.id, "failed", error=_one_line(exc), kind=item.kind
+        )
+        self.log(f"{item.id}: failed: {self.results[item.id].error}")
+        logger.error("%s: failed", item.id, exc_info=exc)
+
+
+class _Cluster:
+    """The run's client: the caller's, or one started on first use (and closed)."""
+
+    def __init__(self, cfg: PipelineConfig, client, log, stack: contextlib.ExitStack):
+        self.cfg, self.client, self.log, self.stack = cfg, client, log, stack
+        self.own = client is None
+        self.info: dict[str, Any] = {}
+
+    def compute(self, jobs: list[_Job], results, progress: bool) -> None:
+        from sciimg.pipeline.cluster import connect
+
+        if self.client is None:
+            self.client = self.stack.enter_context(connect(self.cfg.cluster, self.log))
+            self.info = {"kind": self.cfg.cluster.kind}
+        info = compute_jobs(jobs, self.client, results, progress, self.log)
+        self.info.update(info)
+
+
+def run(
+    cfg: PipelineConfig,
+    *,
+    force: bool = False,
+    client=None,
+    progress: bool = False,
+    log=print,
+) -> RunReport:
+    """Run ``cfg``'s pipeline over all its items (see `run_pipeline`)."""
+    pipeline = get_pipeline(cfg.pipeline)
+    t0, started = time.perf_counter(), datetime.now(UTC)
+    cfg.check_paths()
+    # Everything that can be wrong with the input is said before the output
+    # folder (and the previous run's record) is touched.
+    undiscovered: dict[str, InputError] = {}
+    first = pipeline.discover(cfg, undiscovered)
+    with hold_output(cfg.output) as output:
+        state = Run(cfg, output, force, log)
+        kind = pipeline.stages[0].kind
+        for item_id, exc in undiscovered.items():  # a duplicate id, a symlink loop
+            state.results[item_id] = SubjectResult(
+                item_id, "failed", error=_one_line(exc), kind=kind
+            )
+            log(f"{item_id}: failed: {state.results[item_id].error}")
+        jobs: list[_Job] = []
+        with contextlib.ExitStack() as stack:
+            cluster = _Cluster(cfg, client, log, stack)
+            try:
+                if pipeline.start is not None:
+                    pipeline.start(state)
+                _stages(pipeline, state, first, jobs, cluster, progress)
+                if pipeline.finish is not None:
+                    pipeline.finish(state, True)
+            except KeyboardInterrupt:
+                stack.close()  # no worker writes into a store once it is removed
+                ids = [(i.id, i.kind) for i in state.items]
+                mark_interrupted(output, jobs, state.results, ids)
+                if pipeline.finish is not None:
+                    pipeline.finish(state, False)
+                report = _report(state, t0, started, cluster.info)
+                raise RunInterrupted(report) from None
+        return _report(state, t0, started, cluster.info)
+
+
+def _report(state: Run, t0, started, info) -> RunReport:
+    return write_report(
+        state.cfg, state.output, t0, started, info, state.results, state.summary
+    )
+
+
+def _stages(
+    pipeline: Pipeline, state: Run, first: list[Item], jobs, cluster, progress
+) -> None:
+    for n, stage in enumerate(pipeline.stages):
+        items = first if n == 0 else (stage.items(state) if stage.items else [])
+        state.items.extend(items)
+        todo = []
+        for item in items:
+            job = _plan(stage, state, item)
+            if job is not None:
+                todo.append(job)
+                jobs.append(job)  # its store is removed if Ctrl-C comes
+        try:
+            if todo:
+                cluster.compute(todo, state.results, progress)
+        finally:
+            if stage.done is not None:
+                stage.done(state)
+
+
+def _plan(stage: Stage, state: Run, item: Item) -> _Job | None:
+    """Skip an item whose outputs are complete and current, or build its job;
+    an item that cannot even be planned fails alone."""
+    try:
+        fingerprint = stage.fingerprint(state, item)
+        required = stage.required(state, item) if stage.required else None
+        record = read_record(state.output, item.kind, item.id, fingerprint, required)
+        if record is not None and not state.force:
+            state.results[item.id] = (
+                stage.skipped(state, item, record)
+                if stage.skipped
+                else SubjectResult(
+                    item.id,
+                    "skipped",
+                    kind=item.kind,
+                    store=stage.store(item) if stage.store else None,
+                    steps=record.get("timings", {}),
+                )
+            )
+            return None
+        # Not complete, or not current: nothing of it counts until it is redone.
+        drop_record(state.output, item.kind, item.id)
+        if stage.outdated is not None:
+            stage.outdated(state, item)
+        return stage.build(state, item, fingerprint)
+    except Exception as exc:  # one bad item must not stop the others
+        state.failed(item, exc)
+        return None

@@ -1,0 +1,194 @@
+"""The neuroscience pipeline: one item per subject, its steps from the config.
+
+Each subject becomes one Dask computation ending in the writes of its Zarr store
+(``<output>/<subject>.zarr``) and the NIfTI exports the config asks for, so
+subjects run side by side on the cluster and nothing waits on a barrier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from sciimg.io import (
+    Image,
+    Subject,
+    ZarrStoreWriter,
+    default_dims,
+    discover_subjects,
+    find_gradient_files,
+    open_dwi,
+    open_zarr,
+    write_nifti,
+)
+from sciimg.pipeline import neuro_steps  # noqa: F401  (registers the neuro steps)
+from sciimg.pipeline._jobs import SubjectResult, _Job
+from sciimg.pipeline.records import inside, write_record
+from sciimg.pipeline.registry import Item, Pipeline, Stage
+from sciimg.pipeline.steps import resolve_arguments
+from sciimg.pipeline.writes import graph_keys, store_images
+
+__all__ = ["PIPELINE"]
+
+
+def _discover(cfg, errors) -> list[Item]:
+    return [
+        Item(s.id, "subject", s)
+        for s in discover_subjects(cfg.input.path, errors=errors)
+    ]
+
+
+def _store(item: Item) -> str:
+    return f"{item.id}.zarr"
+
+
+def _fingerprint(run, item: Item) -> str:
+    subject: Subject = item.payload
+    inside(run.output, _store(item))  # an id that would climb out fails here
+    files = [p for p in (subject.dwi, subject.bval, subject.bvec) if p is not None]
+    files += list(find_gradient_files(subject.dwi) or ())
+    stats = [
+        (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in files
+        if p.exists()
+    ]
+    blob = json.dumps([run.cfg.fingerprint(), stats]).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _required(run, item: Item) -> list[str]:
+    # Exports are remade from a complete store; the store itself must be there.
+    return [_store(item)]
+
+
+def _skipped(run, item: Item, record: dict) -> SubjectResult:
+    """A current subject: exports the config asks for only now are made (and
+    listed in its record) from its store."""
+    store = run.output / _store(item)
+    exports = _export(run.cfg, item.id, store, missing_only=True)
+    if set(exports) - set(record["outputs"]):
+        write_record(
+            run.output,
+            "subject",
+            item.id,
+            record["fingerprint"],
+            [*record["outputs"], *exports],
+            timings=record.get("timings", {}),
+        )
+    return SubjectResult(
+        item.id,
+        "skipped",
+        store=store.name,
+        exports=exports,
+        steps=record.get("timings", {}),
+    )
+
+
+def _as_image(name: str, value: Any, dwi: Image, dims) -> Image:
+    import dask.array as da
+    import numpy as np
+
+    if isinstance(value, Image):
+        return value
+    if isinstance(value, np.ndarray):
+        value = da.from_array(value)
+    if not isinstance(value, da.Array):
+        msg = f"result {name!r} is a {type(value).__name__}, not an array"
+        raise TypeError(msg)
+    if value.shape[:3] != dwi.shape[:3]:
+        msg = (
+            f"result {name!r} has shape {value.shape}; results must be images on "
+            f"the subject's grid {dwi.shape[:3]}"
+        )
+        raise ValueError(msg)
+    dims = dims or default_dims(value.ndim)
+    gtab = dwi.gtab if value.shape == dwi.shape else None
+    return Image(
+        value, dwi.affine, tuple(dims), dwi.zooms, gtab=gtab, source=dwi.source
+    )
+
+
+def _build(run, item: Item, fingerprint: str) -> _Job:
+    cfg, subject = run.cfg, item.payload
+    budget = cfg.chunk_memory
+    dwi = open_dwi(subject.dwi, bval=subject.bval, bvec=subject.bvec, budget=budget)
+    results: dict[str, Any] = {
+        "dwi": dwi.data,
+        "gtab": dwi.gtab,
+        "affine": dwi.affine,
+        "zooms": dwi.zooms,
+        "subject": subject.id,
+        "source": str(subject.dwi),  # named by steps' errors about its voxels
+        "budget": budget,
+    }
+    owners = dict.fromkeys(graph_keys([dwi.data]), "read")
+    images: dict[str, Image] = {}
+    for planned in cfg.plan():
+        args = resolve_arguments(planned.step, results, planned.params, planned.inputs)
+        out = planned.step.func(**args)
+        if not isinstance(out, dict):
+            out = {planned.step.outputs[0]: out}
+        missing = set(planned.step.outputs) - set(out)
+        if missing:
+            msg = f"step {planned.name!r} did not return {sorted(missing)}"
+            raise ValueError(msg)
+        for name, value in out.items():
+            image = _as_image(name, value, dwi, planned.step.dims.get(name))
+            images[name] = image
+            results[name] = image.data
+        for key in graph_keys(images[n].data for n in out) - owners.keys():
+            owners[key] = planned.name
+    writer = ZarrStoreWriter(
+        inside(cfg.output, _store(item)),
+        budget=budget,
+        attrs={
+            "subject": subject.id,
+            "pipeline": cfg.pipeline,
+            "fingerprint": fingerprint,
+            "source": str(subject.dwi),
+            "config": cfg.model_dump(mode="json"),
+        },
+    )
+    targets = store_images(writer, images, owners)
+    return _Job(
+        subject.id,
+        fingerprint,
+        writer,
+        targets,
+        owners,
+        after=lambda store: _export(cfg, subject.id, store),
+    )
+
+
+def _export(
+    cfg, subject_id: str, store: Path, *, missing_only: bool = False
+) -> list[str]:
+    """Write the config's exports of a store; all of them when the store was just
+    made (an older file must not outlive its store), else only those missing."""
+    paths = []
+    for name in cfg.export:
+        out = inside(cfg.output, subject_id, f"{name}.nii.gz")
+        if not (missing_only and out.exists()):
+            write_nifti(open_zarr(store, name), out)
+        paths.append(str(out.relative_to(cfg.output)))
+    return paths
+
+
+PIPELINE = Pipeline(
+    name="neuro",
+    description="diffusion MRI: b0 mean, brain mask, denoising, tensor fit",
+    discover=_discover,
+    inputs=("dwi", "gtab", "affine", "zooms", "subject", "budget"),
+    stages=(
+        Stage(
+            "subject",
+            fingerprint=_fingerprint,
+            build=_build,
+            required=_required,
+            skipped=_skipped,
+            store=_store,
+        ),
+    ),
+)
