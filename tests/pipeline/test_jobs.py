@@ -8,7 +8,7 @@ from pathlib import Path
 import dask
 
 from sciimg.io import ZarrStoreWriter
-from sciimg.pipeline._jobs import _Job, compute_jobs
+from sciimg.pipeline._jobs import Job, compute_jobs
 
 
 def _wait_for(path: str, seconds: float) -> str:
@@ -32,7 +32,7 @@ def test_a_finished_item_is_committed_while_others_still_run(client, tmp_path):
         return []
 
     jobs = [
-        _Job(
+        Job(
             "first",
             "fp0",
             first,
@@ -40,7 +40,7 @@ def test_a_finished_item_is_committed_while_others_still_run(client, tmp_path):
             {},
             after=after,
         ),
-        _Job(
+        Job(
             "second",
             "fp1",
             second,
@@ -61,8 +61,8 @@ def test_a_failed_item_is_aborted_and_the_others_committed(client, tmp_path):
 
     writers = [ZarrStoreWriter(tmp_path / f"{n}.zarr") for n in ("a", "b")]
     jobs = [
-        _Job("a", "fa", writers[0], [dask.delayed(boom, pure=False)()], {}),
-        _Job("b", "fb", writers[1], [dask.delayed(sum)([3, 4])], {}),
+        Job("a", "fa", writers[0], [dask.delayed(boom, pure=False)()], {}),
+        Job("b", "fb", writers[1], [dask.delayed(sum)([3, 4])], {}),
     ]
     results = {}
     compute_jobs(jobs, client, results, progress=False, log=lambda m: None)

@@ -23,7 +23,7 @@ from sciimg.errors import InputError
 from sciimg.io import ZarrStoreWriter
 from sciimg.pipeline.records import write_record
 
-__all__ = ["SubjectResult", "compute_jobs"]
+__all__ = ["Job", "SubjectResult", "compute_jobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,15 @@ def _one_line(exc: BaseException) -> str:
 
 
 @dataclass
-class _Job:
-    """One item's graph (a subject, an exposure, a patch), waiting to be computed."""
+class Job:
+    """One item's computation (a subject, an exposure, a patch), as a stage's
+    ``build`` returns it.
+
+    ``targets`` are computed together; the ``writer``'s store is committed
+    once they all are (after ``finish``), and the item's record written last.
+    ``owners`` maps task keys to step names, for the per-step timings and for
+    naming the step of a failed task.
+    """
 
     id: str
     fingerprint: str
@@ -163,7 +170,7 @@ def _show_progress(futures, log):
     return thread, log_below
 
 
-def _raising_step(job: _Job, records: list[dict]) -> str | None:
+def _raising_step(job: Job, records: list[dict]) -> str | None:
     """The step whose task raised: the task stream records the task that
     raised, not those that only inherited its error."""
     for rec in records:
@@ -172,7 +179,7 @@ def _raising_step(job: _Job, records: list[dict]) -> str | None:
     return None
 
 
-def _killed_steps(failed: list, job: _Job) -> list[str]:
+def _killed_steps(failed: list, job: Job) -> list[str]:
     """Steps with tasks on workers that died. A dying worker takes every task it
     holds with it, and Dask cannot tell which one was running."""
     from distributed import KilledWorker
@@ -184,7 +191,7 @@ def _killed_steps(failed: list, job: _Job) -> list[str]:
     return [s for s in dict.fromkeys(job.owners.values()) if s in steps]
 
 
-def _failure(job: _Job, futures, records: list[dict], log) -> SubjectResult:
+def _failure(job: Job, futures, records: list[dict], log) -> SubjectResult:
     """An item whose computation raised: which step, and the original exception."""
     import traceback as tb
 
@@ -218,7 +225,7 @@ def _failure(job: _Job, futures, records: list[dict], log) -> SubjectResult:
     return result
 
 
-def _settle(job: _Job, futures, records: list[dict], log) -> SubjectResult:
+def _settle(job: Job, futures, records: list[dict], log) -> SubjectResult:
     """Commit a computed item's store, or abort it; what happened to it."""
     if any(f.status != "finished" for f in futures):
         job.writer.abort()
@@ -252,7 +259,7 @@ def _settle(job: _Job, futures, records: list[dict], log) -> SubjectResult:
     )
 
 
-def _give_up(job: _Job, error: str, step: str | None, log) -> SubjectResult:
+def _give_up(job: Job, error: str, step: str | None, log) -> SubjectResult:
     """An item the run stops waiting for: its cluster is lost, or its workers
     keep running out of memory. Its store is removed; one line says why."""
     job.writer.abort()
@@ -261,7 +268,7 @@ def _give_up(job: _Job, error: str, step: str | None, log) -> SubjectResult:
     return SubjectResult(job.id, "failed", error=error, kind=job.kind, step=step)
 
 
-def _settle_watched(job: _Job, i: int, futures, records, watch, log) -> SubjectResult:
+def _settle_watched(job: Job, i: int, futures, records, watch, log) -> SubjectResult:
     """`_settle`, with the error of an item whose workers were restarted for
     memory told as such rather than as a bare ``KilledWorker``."""
     lines: list[str] = []
@@ -285,7 +292,7 @@ _TICK, _SCAN = 0.1, 1.0
 
 
 def compute_jobs(
-    jobs: list[_Job],
+    jobs: list[Job],
     client,
     results: dict[str, SubjectResult],
     progress: bool,

@@ -38,7 +38,7 @@ from sciimg.io import (
     write_catalog,
 )
 from sciimg.pipeline import astro_steps  # noqa: F401  (registers the astro steps)
-from sciimg.pipeline._jobs import _Job
+from sciimg.pipeline._jobs import Job
 from sciimg.pipeline.astro_outputs import (
     list_stores,
     merge_catalogs,
@@ -104,7 +104,7 @@ def _exposure_fingerprint(run, item: Item) -> str:
     return fp
 
 
-def _calexp_job(run, item: Item, fingerprint: str) -> _Job:
+def _calexp_job(run, item: Item, fingerprint: str) -> Job:
     eid, path = item.id, item.payload
     exposure = run.state["exposures"].pop(eid)
     step = run.state["steps"]["calibrate"]
@@ -131,7 +131,7 @@ def _calexp_job(run, item: Item, fingerprint: str) -> _Job:
         },
     )
     targets = store_images(writer, images, owners)
-    return _Job(
+    return Job(
         eid,
         fingerprint,
         writer,
@@ -215,7 +215,7 @@ def _common_bits(sources) -> dict[str, int] | None:
     return next((s.mask_bits for s in sources if s.mask_bits), None)
 
 
-def _patch_job(run, item: Item, fingerprint: str) -> _Job:
+def _patch_job(run, item: Item, fingerprint: str) -> Job:
     steps, output = run.state["steps"], run.output
     patch, sources = item.payload
     scratch = run.state["warps"] / patch.id
@@ -271,7 +271,7 @@ def _patch_job(run, item: Item, fingerprint: str) -> _Job:
         )
         return [piece, str(png.relative_to(output))]
 
-    return _Job(
+    return Job(
         patch.id,
         fingerprint,
         writer,

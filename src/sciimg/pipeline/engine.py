@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from sciimg.errors import InputError, RunInterrupted
-from sciimg.pipeline._jobs import SubjectResult, _Job, _one_line, compute_jobs
+from sciimg.pipeline._jobs import Job, SubjectResult, _one_line, compute_jobs
 from sciimg.pipeline.config import PipelineConfig
 from sciimg.pipeline.outputs import hold_output, mark_interrupted
 from sciimg.pipeline.records import drop_record, read_record
 from sciimg.pipeline.registry import Item, Pipeline, Stage, get_pipeline
 from sciimg.pipeline.report import RunReport, write_report
 
-__all__ = ["Run", "run"]
+__all__ = ["Job", "Run", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class _Cluster:
         self.own = client is None
         self.info: dict[str, Any] = {}
 
-    def compute(self, jobs: list[_Job], results, progress: bool) -> None:
+    def compute(self, jobs: list[Job], results, progress: bool) -> None:
         from sciimg.pipeline.cluster import connect
 
         if self.client is None:
@@ -106,7 +106,7 @@ def run(
                 item_id, "failed", error=_one_line(exc), kind=kind
             )
             log(f"{item_id}: failed: {state.results[item_id].error}")
-        jobs: list[_Job] = []
+        jobs: list[Job] = []
         with contextlib.ExitStack() as stack:
             cluster = _Cluster(cfg, client, log, stack)
             try:
@@ -152,7 +152,7 @@ def _stages(
                 stage.done(state)
 
 
-def _plan(stage: Stage, state: Run, item: Item) -> _Job | None:
+def _plan(stage: Stage, state: Run, item: Item) -> Job | None:
     """Skip an item whose outputs are complete and current, or build its job;
     an item that cannot even be planned fails alone."""
     try:

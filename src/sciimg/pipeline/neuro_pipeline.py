@@ -24,7 +24,7 @@ from sciimg.io import (
     write_nifti,
 )
 from sciimg.pipeline import neuro_steps  # noqa: F401  (registers the neuro steps)
-from sciimg.pipeline._jobs import SubjectResult, _Job
+from sciimg.pipeline._jobs import Job, SubjectResult
 from sciimg.pipeline.records import inside, write_record
 from sciimg.pipeline.registry import Item, Pipeline, Stage
 from sciimg.pipeline.steps import resolve_arguments
@@ -110,7 +110,7 @@ def _as_image(name: str, value: Any, dwi: Image, dims) -> Image:
     )
 
 
-def _build(run, item: Item, fingerprint: str) -> _Job:
+def _build(run, item: Item, fingerprint: str) -> Job:
     cfg, subject = run.cfg, item.payload
     budget = cfg.chunk_memory
     dwi = open_dwi(subject.dwi, bval=subject.bval, bvec=subject.bvec, budget=budget)
@@ -152,7 +152,7 @@ def _build(run, item: Item, fingerprint: str) -> _Job:
         },
     )
     targets = store_images(writer, images, owners)
-    return _Job(
+    return Job(
         subject.id,
         fingerprint,
         writer,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sciimg.errors import OutputError
-from sciimg.pipeline._jobs import SubjectResult, _Job
+from sciimg.pipeline._jobs import Job, SubjectResult
 from sciimg.pipeline.lock import OutputLock
 from sciimg.pipeline.records import sweep_temporaries
 
@@ -46,7 +46,7 @@ def hold_output(output: Path) -> Iterator[Path]:
 
 def mark_interrupted(
     output: Path,
-    jobs: list[_Job],
+    jobs: list[Job],
     results: dict[str, SubjectResult],
     items: list[tuple[str, str]],
 ) -> None:
