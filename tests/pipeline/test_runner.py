@@ -152,6 +152,31 @@ def test_steps_in_any_order_are_the_same_run(first_run, client, tmp_path):
     assert status == {"sub-01": "skipped", "sub-02": "skipped", "sub-03": "failed"}
 
 
+def test_manifest_and_where_on_b_values(first_run, client, tmp_path):
+    """Every run writes manifest.parquet; input.where selects subjects by what
+    their headers and b-values say, before any compute."""
+    import pyarrow.parquet as pq
+
+    cfg, _ = first_run
+    rows = {
+        r["id"]: r for r in pq.read_table(cfg.output / "manifest.parquet").to_pylist()
+    }
+    assert rows["sub-01"]["status"] == "done" and rows["sub-03"]["status"] == "failed"
+    assert rows["sub-01"]["b_max"] > 0 and rows["sub-01"]["b0_volumes"] >= 1
+    assert rows["sub-01"]["fingerprint"] and rows["sub-01"]["store"] == "sub-01.zarr"
+    raw = {**cfg.model_dump(mode="json"), "output": str(tmp_path / "out")}
+    raw["input"] = {**raw["input"], "where": "b_max >= 500 and id != 'sub-02'"}
+    report = run_pipeline(load_config(raw), client=client, log=lambda m: None)
+    assert {s.id: s.status for s in report.subjects} == {"sub-01": "done"}
+    assert report.summary["where"]["selected"] == 1
+    assert report.summary["where"]["filtered"] == 2
+    table = pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()
+    status = {r["id"]: r["status"] for r in table}
+    # sub-03 is a 3-D file with no b-values: it has no b_max, and is left out.
+    assert status == {"sub-01": "done", "sub-02": "filtered", "sub-03": "filtered"}
+    assert not (tmp_path / "out" / "sub-02.zarr").exists()
+
+
 def test_user_steps(first_run, client, tmp_path):
     cfg, _ = first_run
     changed = load_config(

@@ -13,9 +13,6 @@ import time
 import traceback
 from pathlib import Path
 
-#: The environment variables that size native libraries' thread pools.
-THREAD_LIMIT_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
 
 def run(spec: dict) -> dict:
     from sciimg.bench._workloads import Workload
@@ -41,6 +38,8 @@ def run(spec: dict) -> dict:
     t0 = time.perf_counter()
     result = run_fn(workload, Path(spec["out"]), workload.step_params(), **kwargs)
     result["engine_s"] = round(time.perf_counter() - t0, 4)
+    from sciimg.bench._measure import THREAD_LIMIT_NAMES
+
     # What the run's native thread pools were limited to (the harness sets them).
     result["thread_limits"] = {k: os.environ.get(k) for k in THREAD_LIMIT_NAMES}
     return result

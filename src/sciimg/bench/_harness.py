@@ -13,9 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sciimg.bench._child import THREAD_LIMIT_NAMES
 from sciimg.bench._compare import compare_astro, compare_neuro
-from sciimg.bench._measure import measure
+from sciimg.bench._measure import THREAD_LIMIT_NAMES, measure
 from sciimg.bench._workloads import ENGINES, SIZES, check_workload, ensure_workload
 
 STEPS = {

@@ -13,6 +13,9 @@ import threading
 import time
 from dataclasses import dataclass
 
+#: The environment variables that size native libraries' thread pools.
+THREAD_LIMIT_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
 
 @dataclass
 class Usage:

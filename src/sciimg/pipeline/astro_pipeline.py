@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,45 @@ def _discover(cfg, errors) -> list[Item]:
     return [Item(eid, "exposure", path) for eid, path in found]
 
 
+#: Keywords that describe the file's layout or its WCS, not the exposure.
+_LAYOUT = re.compile(
+    r"(COMMENT|HISTORY|SIMPLE|BITPIX|NAXIS\d*|EXTEND|XTENSION|PCOUNT|GCOUNT|EXTNAME|EXTVER|"
+    r"CHECKSUM|DATASUM|BSCALE|BZERO|BUNIT|WCSAXES|WCSNAME|CTYPE\d|CUNIT\d|"
+    r"CRVAL\d|CRPIX\d|CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|PV\d_\d+|LONPOLE|"
+    r"LATPOLE|RADESYS|EQUINOX|[AB]P?_\d+_\d+|[AB]P?_ORDER|MP_\w+)"
+)
+
+
+def _describe_exposure(cfg, item: Item) -> dict[str, Any]:
+    """The exposure's FITS keywords (primary and image headers), as names
+    ``input.where`` can use: lower case, ``-`` as ``_`` (``MJD-OBS`` is
+    ``mjd_obs``); layout and WCS keywords left out."""
+    from astropy.io import fits
+
+    md: dict[str, Any] = {"files": [str(item.payload)]}
+    with fits.open(item.payload, lazy_load_hdus=True) as hdul:
+        image = hdul[cfg.input.planes.image]
+        md["shape"] = "x".join(str(n) for n in reversed(image.shape or ()))
+        for header in (hdul[0].header, image.header):
+            for key, value in header.items():
+                if key and not _LAYOUT.fullmatch(key) and _scalar(value):
+                    md[key.lower().replace("-", "_")] = value
+    return md
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, bool | int | float | str)
+
+
+def _describe_patch(cfg, item: Item) -> dict[str, Any]:
+    patch, sources = item.payload
+    return {
+        "exposures": len(sources),
+        "patch_x": patch.index[0],
+        "patch_y": patch.index[1],
+    }
+
+
 def _start(run) -> None:
     cfg = run.cfg
     run.state["calexp"] = ensure_collection(
@@ -78,7 +118,8 @@ def _start(run) -> None:
     run.state["steps"] = steps = {s.name: s for s in cfg.plan()}
     run.state["calibration"] = _hash(
         steps["calibrate"].params,
-        cfg.input.model_dump(exclude={"path"}),
+        # Which exposures are selected does not change any one's calibration.
+        cfg.input.model_dump(exclude={"path", "where"}),
         cfg.chunk_memory,
     )
     run.state["fingerprints"] = {}
@@ -312,6 +353,7 @@ PIPELINE = Pipeline(
             "exposure",
             fingerprint=_exposure_fingerprint,
             build=_calexp_job,
+            describe=_describe_exposure,
             store=lambda item: f"calexp.zarr/{item.id}",
         ),
         Stage(
@@ -322,6 +364,7 @@ PIPELINE = Pipeline(
             store=lambda item: f"coadd.zarr/{item.id}",
             outdated=_patch_outdated,
             done=_patches_done,
+            describe=_describe_patch,
         ),
     ),
 )

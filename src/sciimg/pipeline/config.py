@@ -94,6 +94,27 @@ class InputConfig(_Strict):
             return [os.path.abspath(v) for v in value]
         return os.path.abspath(value)
 
+    where: str | None = Field(
+        None,
+        description="select items by their metadata before any compute, e.g. "
+        "\"exptime > 60 and filter == 'g'\" (the columns of manifest.parquet)",
+    )
+
+    @field_validator("where")
+    @classmethod
+    def _expression(cls, value: str | None) -> str | None:
+        from pydantic_core import PydanticCustomError
+
+        from sciimg.pipeline.where import Where
+
+        if value is not None:
+            try:
+                Where(value)
+            except ConfigError as exc:
+                problem = str(exc).removeprefix("input.where: ")
+                raise PydanticCustomError("where_error", problem) from None
+        return value
+
     mask_bits: dict[str, int] | None = Field(
         None,
         description="astro: bit index per flag name (BAD, SAT, CR, ...) when the "

@@ -24,10 +24,12 @@ from typing import Any
 from sciimg.errors import InputError, RunInterrupted
 from sciimg.pipeline._jobs import Job, SubjectResult, _one_line, compute_jobs
 from sciimg.pipeline.config import PipelineConfig
+from sciimg.pipeline.manifest import write_manifest
 from sciimg.pipeline.outputs import hold_output, mark_interrupted
 from sciimg.pipeline.records import drop_record, read_record
 from sciimg.pipeline.registry import Item, Pipeline, Stage, get_pipeline
 from sciimg.pipeline.report import RunReport, write_report
+from sciimg.pipeline.where import Where
 
 __all__ = ["Job", "Run", "run"]
 
@@ -52,6 +54,9 @@ class Run:
     log: Any
     results: dict[str, SubjectResult] = field(default_factory=dict)
     items: list[Item] = field(default_factory=list)
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    filtered: list[Item] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -98,8 +103,16 @@ def run(
     # folder (and the previous run's record) is touched.
     undiscovered: dict[str, InputError] = {}
     first = pipeline.discover(cfg, undiscovered)
+    metadata = _describe(pipeline.stages[0], cfg, first)
+    first, filtered = _select(cfg, first, metadata, log)
     with hold_output(cfg.output) as output:
-        state = Run(cfg, output, force, log)
+        state = Run(cfg, output, force, log, metadata=metadata, filtered=filtered)
+        if cfg.input.where is not None:
+            state.summary["where"] = {
+                "expression": cfg.input.where,
+                "selected": len(first),
+                "filtered": len(filtered),
+            }
         kind = pipeline.stages[0].kind
         for item_id, exc in undiscovered.items():  # a duplicate id, a symlink loop
             state.results[item_id] = SubjectResult(
@@ -126,7 +139,61 @@ def run(
         return _report(state, t0, started, cluster.info)
 
 
+def _describe(stage: Stage, cfg, items: list[Item]) -> dict[str, dict[str, Any]]:
+    """The items' metadata; an item whose headers cannot be read has none (it
+    fails with the reason when its stage plans it)."""
+    out: dict[str, dict[str, Any]] = {}
+    if stage.describe is None:
+        return out
+    for item in items:
+        try:
+            out[item.id] = dict(stage.describe(cfg, item))
+        except Exception as exc:
+            logger.info("%s: no metadata (%s)", item.id, exc)
+    return out
+
+
+def _select(cfg, items: list[Item], metadata, log) -> tuple[list[Item], list[Item]]:
+    """The items ``input.where`` selects, and those it leaves out. An item
+    without metadata stays in, to fail with its own error."""
+    if cfg.input.where is None:
+        return items, []
+    where = Where(cfg.input.where)
+    where.check_names({"id"} | {k for md in metadata.values() for k in md})
+    keep = [
+        i
+        for i in items
+        if i.id not in metadata or where({"id": i.id, **metadata[i.id]})
+    ]
+    left = [i for i in items if i not in keep]
+    kind = items[0].kind if items else "item"
+    log(f"input.where: {len(keep)} of {len(items)} {kind}s selected")
+    return keep, left
+
+
+def _manifest(state: Run) -> None:
+    rows = []
+    for item in [*state.items, *state.filtered]:
+        r = state.results.get(item.id)
+        md = dict(state.metadata.get(item.id, {}))
+        rows.append(
+            {
+                "id": item.id,
+                "kind": item.kind,
+                "status": r.status if r else "filtered",
+                "fingerprint": state.fingerprints.get(item.id),
+                "seconds": r.seconds if r else None,
+                "error": r.error if r else None,
+                "step": r.step if r else None,
+                "store": r.store if r else None,
+                **md,
+            }
+        )
+    write_manifest(state.output, rows)
+
+
 def _report(state: Run, t0, started, info) -> RunReport:
+    _manifest(state)
     return write_report(
         state.cfg, state.output, t0, started, info, state.results, state.summary
     )
@@ -137,6 +204,8 @@ def _stages(
 ) -> None:
     for n, stage in enumerate(pipeline.stages):
         items = first if n == 0 else (stage.items(state) if stage.items else [])
+        if n > 0:
+            state.metadata.update(_describe(stage, state.cfg, items))
         state.items.extend(items)
         todo = []
         for item in items:
@@ -157,6 +226,7 @@ def _plan(stage: Stage, state: Run, item: Item) -> Job | None:
     an item that cannot even be planned fails alone."""
     try:
         fingerprint = stage.fingerprint(state, item)
+        state.fingerprints[item.id] = fingerprint
         required = stage.required(state, item) if stage.required else None
         record = read_record(state.output, item.kind, item.id, fingerprint, required)
         if record is not None and not state.force:

@@ -40,6 +40,37 @@ def _discover(cfg, errors) -> list[Item]:
     ]
 
 
+def _describe(cfg, item: Item) -> dict[str, Any]:
+    """What the NIfTI header and the b-values say, without reading voxels."""
+    import nibabel as nib
+    import numpy as np
+
+    subject: Subject = item.payload
+    img = nib.load(subject.dwi)
+    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    md: dict[str, Any] = {
+        "files": [str(p) for p in (subject.dwi, subject.bval, subject.bvec) if p],
+        "shape": "x".join(str(n) for n in img.shape),
+        "dtype": str(img.get_data_dtype()),
+        "voxel_x": zooms[0],
+        "voxel_y": zooms[1],
+        "voxel_z": zooms[2],
+        "volumes": int(img.shape[3]) if len(img.shape) > 3 else 1,
+    }
+    bval = subject.bval or (find_gradient_files(subject.dwi) or (None,))[0]
+    if bval is not None:
+        b = np.atleast_1d(np.loadtxt(bval, dtype=float))
+        # b <= 50 s/mm² is a b0 (dipy's default threshold); the others are
+        # named by their shell, the b-value rounded to the hundred.
+        shells = sorted({int(round(v, -2)) for v in b[b > 50]})
+        md.update(
+            b0_volumes=int((b <= 50).sum()),
+            b_max=float(b.max(initial=0.0)),
+            shells=",".join(str(v) for v in shells),
+        )
+    return md
+
+
 def _store(item: Item) -> str:
     return f"{item.id}.zarr"
 
@@ -189,6 +220,7 @@ PIPELINE = Pipeline(
             required=_required,
             skipped=_skipped,
             store=_store,
+            describe=_describe,
         ),
     ),
 )

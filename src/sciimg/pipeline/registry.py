@@ -85,6 +85,11 @@ class Stage:
         new store does not replace.
     done : callable, optional
         ``(run)``: after the stage's items are computed (or the run stops).
+    describe : callable, optional
+        ``(cfg, item) -> dict``: the item's metadata, read from headers without
+        reading pixels: the columns of ``manifest.parquet`` and the names
+        ``input.where`` selects the first stage's items by. A ``files`` key
+        lists the item's input files.
     """
 
     kind: str
@@ -96,6 +101,7 @@ class Stage:
     store: Callable[[Item], str] | None = None
     outdated: Callable[..., None] | None = None
     done: Callable[..., None] | None = None
+    describe: Callable[..., dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
