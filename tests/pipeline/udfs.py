@@ -111,3 +111,9 @@ def keep_memory(mean_b0, *, share=0.87):
         return block
 
     return mean_b0.map_blocks(keep, dtype=mean_b0.dtype)
+
+
+def above(gaussian, *, level=0.5):
+    """A step of one's own for the images pipeline: where the smoothed image is
+    above ``level``."""
+    return gaussian > level

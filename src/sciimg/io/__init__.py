@@ -4,7 +4,12 @@ from sciimg.io._atomic import atomic_path, temporary_sibling
 from sciimg.io._atomic import remove as remove_path
 from sciimg.io._catalog import catalog_format, read_catalog, write_catalog
 from sciimg.io._chunks import chunk_budget, chunks_for
-from sciimg.io._discover import Subject, discover_exposures, discover_subjects
+from sciimg.io._discover import (
+    Subject,
+    discover_exposures,
+    discover_images,
+    discover_subjects,
+)
 from sciimg.io._dwi import open_dwi
 from sciimg.io._exposure import DEFAULT_MASK_BITS, Exposure, open_exposure
 from sciimg.io._fits import (
@@ -22,6 +27,7 @@ from sciimg.io._gradients import (
     read_gradients,
 )
 from sciimg.io._image import Image, default_dims
+from sciimg.io._keywords import fits_keywords
 from sciimg.io._nifti import open_nifti, write_nifti
 from sciimg.io._registry import list_readers, open_image, register_reader
 from sciimg.io._stores import ingest_files, is_zarr_store, store_members
@@ -49,9 +55,11 @@ __all__ = [
     "default_dims",
     "describe_wcs",
     "discover_exposures",
+    "discover_images",
     "discover_subjects",
     "ensure_collection",
     "find_gradient_files",
+    "fits_keywords",
     "fits_stem",
     "image_names",
     "image_stem",

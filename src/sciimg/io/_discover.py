@@ -15,7 +15,7 @@ from pathlib import Path
 from sciimg.errors import InputError
 from sciimg.io._walk import through_link, walk_folder
 
-__all__ = ["Subject", "discover_exposures", "discover_subjects"]
+__all__ = ["Subject", "discover_exposures", "discover_images", "discover_subjects"]
 
 
 @dataclass(frozen=True)
@@ -239,15 +239,12 @@ def discover_subjects(
 
 
 _FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fits.fz")
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
-def _is_fits_name(rel: Path) -> bool:
-    return rel.name.endswith(_FITS_SUFFIXES) and not rel.name.startswith(".")
-
-
-def _exposure_id(path: Path, root: Path | None) -> str:
+def _item_id(path: Path, root: Path | None, suffixes: tuple[str, ...]) -> str:
     name = path.name
-    for suffix in _FITS_SUFFIXES:
+    for suffix in suffixes:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
@@ -301,24 +298,50 @@ def discover_exposures(
     a/ccd-1.fits: gives exposure id 'ccd-1', as does b/ccd-1.fits.gz; neither is
     processed: remove or rename all but one
     """
+    return _discover_files(source, _FITS_SUFFIXES, "exposure", "FITS files", errors)
+
+
+def discover_images(
+    source: str | Path | Iterable[str | Path],
+    *,
+    errors: dict[str, InputError] | None = None,
+) -> list[tuple[str, Path]]:
+    """The NIfTI and FITS images under a folder (searched recursively), or of a
+    list, which may also name Zarr image groups (``out/sub-01.zarr/fa``).
+
+    Ids are made as :func:`discover_exposures` makes them, and the same
+    problems go to ``errors``.
+
+    Examples
+    --------
+    >>> discover_images(["t1/sub-01.nii.gz", "sky/ccd-2.fits", "o/s.zarr/fa"])
+    [('ccd-2', PosixPath('sky/ccd-2.fits')), ('fa', PosixPath('o/s.zarr/fa')), \
+('sub-01', PosixPath('t1/sub-01.nii.gz'))]
+    """
+    suffixes = (*_NIFTI_SUFFIXES, *_FITS_SUFFIXES)
+    return _discover_files(source, suffixes, "image", "NIfTI or FITS files", errors)
+
+
+def _discover_files(source, suffixes, kind, what, errors):
+    def keep(rel: Path) -> bool:
+        return rel.name.endswith(suffixes) and not rel.name.startswith(".")
+
     problems: dict[str, InputError] = {}
     if isinstance(source, str | Path):
         root = Path(source)
-        if root.is_dir():
-            files, loops = walk_folder(root, keep=_is_fits_name)
-            found = [(_exposure_id(p, root), p) for p in files]
+        if root.is_dir() and not root.name.endswith(".zarr"):
+            files, loops = walk_folder(root, keep=keep)
+            found = [(_item_id(p, root, suffixes), p) for p in files]
             for path, why in loops:
-                _fail(problems, _exposure_id(path, root), InputError(path, why))
+                _fail(problems, _item_id(path, root, suffixes), InputError(path, why))
             if not found and not problems:
-                raise InputError(
-                    root, f"holds no FITS files ({', '.join(_FITS_SUFFIXES)})"
-                )
+                raise InputError(root, f"holds no {what} ({', '.join(suffixes)})")
         else:
-            found = [(_exposure_id(root, None), root)]
+            found = [(_item_id(root, None, suffixes), root)]
     else:
-        found = [(_exposure_id(Path(p), None), Path(p)) for p in source]
+        found = [(_item_id(Path(p), None, suffixes), Path(p)) for p in source]
         if not found:
             raise InputError("input", "the list of files is empty")
-    kept = _split_duplicates(found, "exposure", problems)
+    kept = _split_duplicates(found, kind, problems)
     _finish(problems, errors)
     return [(item, path) for item, path in kept if item not in problems]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from sciimg.io import (
     ZarrStoreWriter,
     discover_exposures,
     ensure_collection,
+    fits_keywords,
     open_exposure,
     open_zarr,
     read_catalog,
@@ -68,34 +68,19 @@ def _discover(cfg, errors) -> list[Item]:
     return [Item(eid, "exposure", path) for eid, path in found]
 
 
-#: Keywords that describe the file's layout or its WCS, not the exposure.
-_LAYOUT = re.compile(
-    r"(COMMENT|HISTORY|SIMPLE|BITPIX|NAXIS\d*|EXTEND|XTENSION|PCOUNT|GCOUNT|EXTNAME|EXTVER|"
-    r"CHECKSUM|DATASUM|BSCALE|BZERO|BUNIT|WCSAXES|WCSNAME|CTYPE\d|CUNIT\d|"
-    r"CRVAL\d|CRPIX\d|CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|PV\d_\d+|LONPOLE|"
-    r"LATPOLE|RADESYS|EQUINOX|[AB]P?_\d+_\d+|[AB]P?_ORDER|MP_\w+)"
-)
-
-
 def _describe_exposure(cfg, item: Item) -> dict[str, Any]:
     """The exposure's FITS keywords (primary and image headers), as names
     ``input.where`` can use: lower case, ``-`` as ``_`` (``MJD-OBS`` is
     ``mjd_obs``); layout and WCS keywords left out."""
     from astropy.io import fits
 
-    md: dict[str, Any] = {"files": [str(item.payload)]}
     with fits.open(item.payload, lazy_load_hdus=True) as hdul:
         image = hdul[cfg.input.planes.image]
-        md["shape"] = "x".join(str(n) for n in reversed(image.shape or ()))
-        for header in (hdul[0].header, image.header):
-            for key, value in header.items():
-                if key and not _LAYOUT.fullmatch(key) and _scalar(value):
-                    md[key.lower().replace("-", "_")] = value
-    return md
-
-
-def _scalar(value: Any) -> bool:
-    return isinstance(value, bool | int | float | str)
+        return {
+            "files": [str(item.payload)],
+            "shape": "x".join(str(n) for n in reversed(image.shape or ())),
+            **fits_keywords(hdul[0].header, image.header),
+        }
 
 
 def _describe_patch(cfg, item: Item) -> dict[str, Any]:

@@ -291,7 +291,8 @@ def _plan_steps(cfg: PipelineConfig) -> tuple[list[PlannedStep], list[str], set]
     if pipeline.fixed_steps:
         return (*_plan_fixed(cfg), set())
     builtins = builtin_steps(cfg.pipeline)
-    entries = cfg.steps if cfg.steps is not None else dict.fromkeys(builtins)
+    default = builtins if pipeline.default_steps is None else pipeline.default_steps
+    entries = cfg.steps if cfg.steps is not None else dict.fromkeys(default)
     candidates: list[PlannedStep] = []
     errors, rejected = [], set()
     for name, raw in entries.items():

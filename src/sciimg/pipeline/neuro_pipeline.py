@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from sciimg.io import (
-    Image,
     Subject,
     ZarrStoreWriter,
-    default_dims,
     discover_subjects,
     find_gradient_files,
     open_dwi,
@@ -27,7 +25,7 @@ from sciimg.pipeline import neuro_steps  # noqa: F401  (registers the neuro step
 from sciimg.pipeline._jobs import Job, SubjectResult
 from sciimg.pipeline.records import inside, write_record
 from sciimg.pipeline.registry import Item, Pipeline, Stage
-from sciimg.pipeline.steps import resolve_arguments
+from sciimg.pipeline.step_graph import run_steps
 from sciimg.pipeline.writes import graph_keys, store_images
 
 __all__ = ["PIPELINE"]
@@ -117,30 +115,6 @@ def _skipped(run, item: Item, record: dict) -> SubjectResult:
     )
 
 
-def _as_image(name: str, value: Any, dwi: Image, dims) -> Image:
-    import dask.array as da
-    import numpy as np
-
-    if isinstance(value, Image):
-        return value
-    if isinstance(value, np.ndarray):
-        value = da.from_array(value)
-    if not isinstance(value, da.Array):
-        msg = f"result {name!r} is a {type(value).__name__}, not an array"
-        raise TypeError(msg)
-    if value.shape[:3] != dwi.shape[:3]:
-        msg = (
-            f"result {name!r} has shape {value.shape}; results must be images on "
-            f"the subject's grid {dwi.shape[:3]}"
-        )
-        raise ValueError(msg)
-    dims = dims or default_dims(value.ndim)
-    gtab = dwi.gtab if value.shape == dwi.shape else None
-    return Image(
-        value, dwi.affine, tuple(dims), dwi.zooms, gtab=gtab, source=dwi.source
-    )
-
-
 def _build(run, item: Item, fingerprint: str) -> Job:
     cfg, subject = run.cfg, item.payload
     budget = cfg.chunk_memory
@@ -155,22 +129,7 @@ def _build(run, item: Item, fingerprint: str) -> Job:
         "budget": budget,
     }
     owners = dict.fromkeys(graph_keys([dwi.data]), "read")
-    images: dict[str, Image] = {}
-    for planned in cfg.plan():
-        args = resolve_arguments(planned.step, results, planned.params, planned.inputs)
-        out = planned.step.func(**args)
-        if not isinstance(out, dict):
-            out = {planned.step.outputs[0]: out}
-        missing = set(planned.step.outputs) - set(out)
-        if missing:
-            msg = f"step {planned.name!r} did not return {sorted(missing)}"
-            raise ValueError(msg)
-        for name, value in out.items():
-            image = _as_image(name, value, dwi, planned.step.dims.get(name))
-            images[name] = image
-            results[name] = image.data
-        for key in graph_keys(images[n].data for n in out) - owners.keys():
-            owners[key] = planned.name
+    images = run_steps(cfg.plan(), results, dwi, owners, kind="subject")
     writer = ZarrStoreWriter(
         inside(cfg.output, _store(item)),
         budget=budget,

@@ -41,6 +41,7 @@ ENTRY_POINT_GROUP = "sciimg.pipelines"
 _BUILTIN = {
     "neuro": "sciimg.pipeline.neuro_pipeline:PIPELINE",
     "astro": "sciimg.pipeline.astro_pipeline:PIPELINE",
+    "images": "sciimg.pipeline.images_pipeline:PIPELINE",
 }
 
 
@@ -122,6 +123,8 @@ class Pipeline:
     inputs : tuple of str
         What the pipeline offers its steps before any step runs; empty for a
         pipeline whose steps are fixed (all of them, in their order).
+    default_steps : tuple of str, optional
+        The built-in steps a config without ``steps:`` runs (default: all).
     start, finish : callable, optional
         ``(run)`` once the output folder is held; ``(run, complete)`` at the end
         (``complete`` is false after Ctrl-C), before ``run.json`` is written.
@@ -133,6 +136,7 @@ class Pipeline:
     discover: Callable[..., list[Item]]
     stages: Sequence[Stage]
     inputs: tuple[str, ...] = ()
+    default_steps: tuple[str, ...] | None = None
     start: Callable[..., None] | None = None
     finish: Callable[..., None] | None = None
     description: str = ""
