@@ -161,7 +161,9 @@ def test_manifest_and_where_on_b_values(first_run, client, tmp_path):
     rows = {
         r["id"]: r for r in pq.read_table(cfg.output / "manifest.parquet").to_pylist()
     }
-    assert rows["sub-01"]["status"] == "done" and rows["sub-03"]["status"] == "failed"
+    # Whichever run wrote it last (the tests above rerun first_run's output).
+    assert rows["sub-01"]["status"] in ("done", "skipped")
+    assert rows["sub-03"]["status"] == "failed"
     assert rows["sub-01"]["b_max"] > 0 and rows["sub-01"]["b0_volumes"] >= 1
     assert rows["sub-01"]["fingerprint"] and rows["sub-01"]["store"] == "sub-01.zarr"
     raw = {**cfg.model_dump(mode="json"), "output": str(tmp_path / "out")}
