@@ -22,7 +22,7 @@ Overwrite = Annotated[
 
 def _version(value: bool) -> None:
     if value:
-        from sciimg._version import __version__
+        from sciimg import __version__
 
         out.print(f"sciimg {__version__}", highlight=False)
         raise typer.Exit()

@@ -78,8 +78,7 @@ def bench(
     ] = None,
 ) -> None:
     """Compare engines on the same pipeline, data and kernels (docs/benchmarks.md)."""
-    from sciimg.bench import run_bench
-    from sciimg.bench._workloads import check_workload
+    from sciimg.bench import check_workload, run_bench
 
     try:
         check_workload(pipeline)

@@ -26,7 +26,7 @@ from sciimg.io import (
     wcs_from_attrs,
     write_zarr,
 )
-from sciimg.io._fits import _FitsPixels
+from sciimg.io._fits_pixels import _FitsPixels
 
 ASTROPY = Path(astropy.__file__).parent
 M13 = ASTROPY / "io/fits/hdu/compressed/tests/data"

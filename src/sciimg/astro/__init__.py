@@ -2,10 +2,11 @@
 warp, co-add, detect. No I/O and no cluster here; see :mod:`sciimg.pipeline`."""
 
 from sciimg.astro._calibrate import calibrate, detect_cosmic_rays, estimate_background
-from sciimg.astro._coadd import WarpSource, clipped_mean, coadd, coadd_patch
+from sciimg.astro._coadd import clipped_mean, coadd
 from sciimg.astro._detect import CATALOG_COLUMNS, FLAG_NO_DATA, FLAG_SATURATED, detect
 from sciimg.astro._footprint import footprint_box, warp_footprint
-from sciimg.astro._masks import COADD_BITS, DEFAULT_BITS, bitmask
+from sciimg.astro._masks import COADD_BITS, DEFAULT_BITS, bitmask, whole
+from sciimg.astro._patch import WarpSource, coadd_patch
 from sciimg.astro._psf import measure_psf_fwhm
 from sciimg.astro._qc import plot_detections
 from sciimg.astro._skymap import Patch, SkyMap, make_skymap
@@ -38,4 +39,5 @@ __all__ = [
     "psf_match_sigma",
     "warp",
     "warp_footprint",
+    "whole",
 ]

@@ -18,8 +18,8 @@ from sciimg.astro._masks import (
     DEFAULT_BITS,
     _flagged,
     _native,
-    _whole,
     bitmask,
+    whole,
 )
 
 __all__ = ["calibrate", "detect_cosmic_rays", "estimate_background"]
@@ -261,7 +261,7 @@ def calibrate(
     from sciimg.kernels import calibrate_ccd
 
     result = dask.delayed(calibrate_ccd, pure=True)(
-        *(None if a is None else _whole(a) for a in arrays),  # one chunk: see above
+        *(None if a is None else whole(a) for a in arrays),  # one chunk: see above
         mask_bits=bits,
         scale=scale,
         gain=gain,

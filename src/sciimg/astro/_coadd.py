@@ -17,7 +17,7 @@ import numpy as np
 from sciimg.astro._masks import COADD_BITS, _flagged, bitmask
 from sciimg.astro._warp import WARP_BAD
 
-__all__ = ["WarpSource", "clipped_mean", "coadd", "coadd_patch"]
+__all__ = ["clipped_mean", "coadd"]
 
 Clip = Literal["variance", "stack"]
 
@@ -203,7 +203,3 @@ def coadd(
         implementation=implementation,
     )
     return _split(stacked)
-
-
-# coadd_patch lives in its own module; it needs the functions above.
-from sciimg.astro._patch import WarpSource, coadd_patch  # noqa: E402

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from sciimg.astro._masks import COADD_BITS, _flagged, bitmask
+from sciimg.constants import FWHM_PER_SIGMA
 
 __all__ = [
     "CATALOG_COLUMNS",
@@ -44,7 +45,7 @@ CATALOG_COLUMNS = (
 
 
 def _gaussian_kernel(fwhm: float) -> np.ndarray:
-    sigma = fwhm / 2.3548
+    sigma = fwhm / FWHM_PER_SIGMA
     r = max(1, int(np.ceil(2.0 * sigma)))
     y, x = np.mgrid[-r : r + 1, -r : r + 1]
     k = np.exp(-0.5 * (x**2 + y**2) / sigma**2)

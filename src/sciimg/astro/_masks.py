@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from sciimg.io._exposure import DEFAULT_MASK_BITS
+from sciimg.io import DEFAULT_MASK_BITS
 
-__all__ = ["BAD_FLAGS", "COADD_BITS", "DEFAULT_BITS", "bitmask"]
+__all__ = ["BAD_FLAGS", "COADD_BITS", "DEFAULT_BITS", "bitmask", "whole"]
 
 #: Bit index of each named flag when a file does not say (LSST's ``MP_*`` order);
 #: the reader's table, so files and steps agree.
@@ -53,8 +53,11 @@ def _flagged(mask: np.ndarray | None, value: int, shape) -> np.ndarray:
     return (np.asarray(mask).astype(np.int64) & value) != 0
 
 
-def _whole(array):
+def whole(array):
     """A dask array as one Delayed value, without re-optimising its graph.
+
+    For functions that need a whole plane at once (sep's background, the
+    detection), called through ``dask.delayed``.
 
     Passing a dask array straight to ``dask.delayed`` optimises (fuses) its graph
     into new task names, so work shared with other outputs would run twice.

@@ -24,7 +24,7 @@ import numpy as np
 
 from sciimg.astro._coadd import Clip, _coadd_bits
 from sciimg.astro._footprint import footprint_box
-from sciimg.astro._masks import _whole
+from sciimg.astro._masks import whole
 from sciimg.astro._patch_tasks import (
     _coadd_block,
     _empty,
@@ -105,7 +105,7 @@ def _planes(src: WarpSource, target_wcs, box, sigma):
         return None, (0, 0)
     ya, yb, xa, xb = cut
     window = (slice(ya, yb), slice(xa, xb))
-    return [_whole(da.asarray(p)[window]) for p in planes], (ya, xa)
+    return [whole(da.asarray(p)[window]) for p in planes], (ya, xa)
 
 
 #: The coadd's planes: name and type, in the order of ``coadd_stack``'s output.

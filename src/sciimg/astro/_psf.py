@@ -7,11 +7,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from sciimg.astro._masks import BAD_FLAGS, _flagged, _native, bitmask
+from sciimg.constants import FWHM_PER_SIGMA
 from sciimg.errors import InputError
 
 __all__ = ["measure_psf_fwhm"]
-
-FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
 def measure_psf_fwhm(

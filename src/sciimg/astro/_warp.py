@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from sciimg.astro._masks import DEFAULT_BITS, _flagged, _whole, bitmask
+from sciimg.astro._masks import DEFAULT_BITS, _flagged, bitmask, whole
+from sciimg.constants import FWHM_PER_SIGMA
 
 __all__ = ["input_box", "psf_match", "psf_match_sigma", "warp"]
 
-FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 #: Flags that exclude a pixel from a warp (and so from the coadd).
 WARP_BAD = ("BAD", "SAT", "CR", "NO_DATA", "EDGE")
 #: Extra input pixels around a cutout: reproject's own spline padding.
@@ -262,9 +262,9 @@ def warp(
                 ya, yb, xa, xb = box
                 cut = (slice(ya, yb), slice(xa, xb))
                 part = dask.delayed(_warp_arrays, pure=True)(
-                    _whole(image[cut]),
-                    _whole(variance[cut]),
-                    _whole(mask[cut]),
+                    whole(image[cut]),
+                    whole(variance[cut]),
+                    whole(mask[cut]),
                     wcs.slice(cut).to_header_string(),
                     target_wcs.slice(
                         (slice(y0, y0 + ny), slice(x0, x0 + nx))

@@ -7,6 +7,19 @@ against the serial run's. See ``docs/benchmarks.md``.
 """
 
 from sciimg.bench._harness import run_bench
-from sciimg.bench._workloads import ENGINES, SIZES, Workload, ensure_workload
+from sciimg.bench._workloads import (
+    ENGINES,
+    SIZES,
+    Workload,
+    check_workload,
+    ensure_workload,
+)
 
-__all__ = ["ENGINES", "SIZES", "Workload", "ensure_workload", "run_bench"]
+__all__ = [
+    "ENGINES",
+    "SIZES",
+    "Workload",
+    "check_workload",
+    "ensure_workload",
+    "run_bench",
+]

@@ -6,6 +6,8 @@ engine details, or the error) is written to ``spec["result"]`` as JSON.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -27,7 +29,9 @@ def run(spec: dict) -> dict:
         "spark": "sciimg.bench._spark",
         "relational": "sciimg.bench._relational",
     }[engine]
-    import importlib
+    # An engine's astronomy plan may have a module of its own.
+    if importlib.util.find_spec(f"{module}_{workload.pipeline}") is not None:
+        module = f"{module}_{workload.pipeline}"
 
     run_fn = getattr(importlib.import_module(module), f"run_{workload.pipeline}")
     kwargs = {}

@@ -4,6 +4,7 @@ from sciimg.io._atomic import atomic_path, temporary_sibling
 from sciimg.io._atomic import remove as remove_path
 from sciimg.io._catalog import catalog_format, read_catalog, write_catalog
 from sciimg.io._chunks import chunk_budget, chunks_for
+from sciimg.io._collections import ensure_collection, update_series
 from sciimg.io._discover import (
     Subject,
     discover_exposures,
@@ -12,14 +13,8 @@ from sciimg.io._discover import (
 )
 from sciimg.io._dwi import open_dwi
 from sciimg.io._exposure import DEFAULT_MASK_BITS, Exposure, open_exposure
-from sciimg.io._fits import (
-    describe_wcs,
-    fits_stem,
-    is_fits,
-    open_fits,
-    open_fits_images,
-    wcs_from_attrs,
-)
+from sciimg.io._fits import fits_stem, is_fits, open_fits, open_fits_images
+from sciimg.io._fits_wcs import describe_wcs, wcs_from_attrs
 from sciimg.io._gradients import (
     find_gradient_files,
     image_stem,
@@ -33,12 +28,10 @@ from sciimg.io._registry import list_readers, open_image, register_reader
 from sciimg.io._stores import ingest_files, is_zarr_store, store_members
 from sciimg.io._zarr import (
     ZarrStoreWriter,
-    ensure_collection,
     image_names,
     iter_images,
     open_zarr,
     store_attrs,
-    update_series,
     write_zarr,
 )
 

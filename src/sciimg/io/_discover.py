@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sciimg.errors import InputError
+from sciimg.io._fits import FITS_SUFFIXES
 from sciimg.io._walk import through_link, walk_folder
 
 __all__ = ["Subject", "discover_exposures", "discover_images", "discover_subjects"]
@@ -238,7 +239,6 @@ def discover_subjects(
     return [Subject(item, path) for item, path in kept]
 
 
-_FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fits.fz")
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
@@ -298,7 +298,7 @@ def discover_exposures(
     a/ccd-1.fits: gives exposure id 'ccd-1', as does b/ccd-1.fits.gz; neither is
     processed: remove or rename all but one
     """
-    return _discover_files(source, _FITS_SUFFIXES, "exposure", "FITS files", errors)
+    return _discover_files(source, FITS_SUFFIXES, "exposure", "FITS files", errors)
 
 
 def discover_images(
@@ -318,7 +318,7 @@ def discover_images(
     [('ccd-2', PosixPath('sky/ccd-2.fits')), ('fa', PosixPath('o/s.zarr/fa')), \
 ('sub-01', PosixPath('t1/sub-01.nii.gz'))]
     """
-    suffixes = (*_NIFTI_SUFFIXES, *_FITS_SUFFIXES)
+    suffixes = (*_NIFTI_SUFFIXES, *FITS_SUFFIXES)
     return _discover_files(source, suffixes, "image", "NIfTI or FITS files", errors)
 
 

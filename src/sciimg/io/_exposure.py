@@ -25,9 +25,9 @@ from sciimg.io._fits import (
     _lazy,
     _open_hdulist,
     _pixel_dtype,
-    _read_wcs,
     fits_stem,
 )
+from sciimg.io._fits_wcs import _read_wcs
 
 if TYPE_CHECKING:
     import dask.array as da

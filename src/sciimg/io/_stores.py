@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from sciimg._version import __version__
+from sciimg import __version__
 from sciimg.errors import InputError
 from sciimg.io._fits import fits_stem, is_fits, open_fits_images
 from sciimg.io._gradients import image_stem

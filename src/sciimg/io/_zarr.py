@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from sciimg._version import __version__
+from sciimg import __version__
 from sciimg.errors import InputError
 from sciimg.io._atomic import remove, replace_path, temporary_sibling
 from sciimg.io._gradients import make_gtab
@@ -49,8 +49,6 @@ from sciimg.io._ngff import (
     collection_attrs,
     from_stored,
     image_ome,
-    is_collection,
-    is_image,
     plan_axes,
     series_attrs,
     stored_chunks,
@@ -61,16 +59,14 @@ from sciimg.io._registry import register_reader
 __all__ = [
     "ZarrReader",
     "ZarrStoreWriter",
-    "ensure_collection",
     "image_names",
     "iter_images",
     "open_zarr",
     "store_attrs",
-    "update_series",
     "write_zarr",
 ]
 
-_SERIES_GROUP = "OME"  # where a bioformats2raw collection lists its images
+SERIES_GROUP = "OME"  # where a bioformats2raw collection lists its images
 
 
 def _image_attrs(name: str, image: Image) -> dict[str, Any]:
@@ -150,7 +146,7 @@ class ZarrStoreWriter:
             },
         )
         self.series: list[str] = []
-        self.root.create_group(_SERIES_GROUP, attributes={"ome": series_attrs([])})
+        self.root.create_group(SERIES_GROUP, attributes={"ome": series_attrs([])})
 
     def add(self, name: str, image: Image, *, chunks: Any = None):
         """Create image group ``name``; return ``(voxels, zarr array)`` to store.
@@ -164,7 +160,7 @@ class ZarrStoreWriter:
         return pair
 
     def _add(self, name: str, image: Image, chunks: Any = None):
-        if name == _SERIES_GROUP:
+        if name == SERIES_GROUP:
             msg = f"{name!r} is where the store lists its images; name the image else"
             raise ValueError(msg)
         attrs = _image_attrs(name, image)
@@ -188,7 +184,7 @@ class ZarrStoreWriter:
         return data, target
 
     def _list_series(self) -> None:
-        self.root[_SERIES_GROUP].attrs["ome"] = series_attrs(self.series)
+        self.root[SERIES_GROUP].attrs["ome"] = series_attrs(self.series)
 
     def store_all(self, images: Mapping[str, Image]):
         """Create every image group; return the lazy writes of their voxels.
@@ -321,63 +317,6 @@ def image_names(path: str | Path) -> list[str]:
 def store_attrs(path: str | Path) -> dict[str, Any]:
     """The store-level ``sciimg`` attributes (provenance), or ``{}``."""
     return dict(_open_group(Path(path)).attrs.get("sciimg") or {})
-
-
-def ensure_collection(path: str | Path, attrs: Mapping[str, Any] | None = None) -> Path:
-    """Open or create a group that holds stores, marked as a collection of images.
-
-    For groups such as ``calexp.zarr``, whose members are sciimg stores made one
-    by one. ``attrs`` are merged into the group's ``sciimg`` attributes; its list
-    of images is written by :func:`update_series`.
-
-    Examples
-    --------
-    >>> import dask.array as da, numpy as np, tempfile, os
-    >>> root = ensure_collection(os.path.join(tempfile.mkdtemp(), "c.zarr"))
-    >>> img = Image(da.ones((4, 4), dtype="f4"), np.eye(4), ("x", "y"), (1.0, 1.0))
-    >>> _ = write_zarr(root / "one", {"ones": img})
-    >>> update_series(root)
-    ['one/ones']
-    """
-    import zarr
-
-    path = Path(path)
-    group = zarr.open_group(path, mode="a", zarr_format=3)
-    sciimg = {
-        **dict(group.attrs.get("sciimg") or {}),
-        **dict(attrs or {}),
-        "collection": True,  # a group of stores, not a store of images
-    }
-    group.attrs.update({"ome": collection_attrs(), "sciimg": sciimg})
-    if _SERIES_GROUP not in group:
-        group.create_group(_SERIES_GROUP).attrs["ome"] = series_attrs([])
-    return path
-
-
-def update_series(path: str | Path) -> list[str]:
-    """List every image of a collection (its stores' images too) in its ``OME`` group.
-
-    Returns the paths written, relative to ``path``, in name order.
-
-    Examples
-    --------
-    See :func:`ensure_collection`.
-    """
-    import zarr
-
-    group = zarr.open_group(Path(path), mode="a", zarr_format=3)
-    series: list[str] = []
-    for name, child in sorted(group.groups()):
-        # Hidden names are stores still being written.
-        if name == _SERIES_GROUP or name.startswith("."):
-            continue
-        if is_image(child.attrs):
-            series.append(name)
-        elif is_collection(child.attrs) and _SERIES_GROUP in child:
-            inner = child[_SERIES_GROUP].attrs.get("ome") or {}
-            series += [f"{name}/{s}" for s in inner.get("series") or []]
-    group.require_group(_SERIES_GROUP).attrs["ome"] = series_attrs(series)
-    return series
 
 
 class ZarrReader:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sciimg import kernels
-from sciimg.io._chunks import chunks_for
+from sciimg.io import chunks_for
 
 __all__ = ["b0_indices", "mean_b0"]
 

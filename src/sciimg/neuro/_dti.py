@@ -8,7 +8,7 @@ import numpy as np
 
 from sciimg import kernels
 from sciimg.errors import InputError
-from sciimg.io._chunks import chunks_for
+from sciimg.io import chunks_for
 
 __all__ = ["DTI_MAPS", "fit_dti", "tensor_maps"]
 

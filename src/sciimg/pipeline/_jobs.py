@@ -23,14 +23,14 @@ from sciimg.errors import InputError
 from sciimg.io import ZarrStoreWriter
 from sciimg.pipeline.records import write_record
 
-__all__ = ["Job", "SubjectResult", "compute_jobs"]
+__all__ = ["ItemResult", "Job", "compute_jobs"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class SubjectResult:
-    """What happened to one subject."""
+class ItemResult:
+    """What happened to one item (a subject, an exposure, a patch, an image)."""
 
     id: str
     status: str  # "done", "skipped", "failed" or "interrupted"
@@ -191,7 +191,7 @@ def _killed_steps(failed: list, job: Job) -> list[str]:
     return [s for s in dict.fromkeys(job.owners.values()) if s in steps]
 
 
-def _failure(job: Job, futures, records: list[dict], log) -> SubjectResult:
+def _failure(job: Job, futures, records: list[dict], log) -> ItemResult:
     """An item whose computation raised: which step, and the original exception."""
     import traceback as tb
 
@@ -210,7 +210,7 @@ def _failure(job: Job, futures, records: list[dict], log) -> SubjectResult:
             f"{', '.join(held) or '(unknown)'}"
         )
     trace = failed[0].traceback()
-    result = SubjectResult(
+    result = ItemResult(
         job.id,
         "failed",
         error=error,
@@ -225,7 +225,7 @@ def _failure(job: Job, futures, records: list[dict], log) -> SubjectResult:
     return result
 
 
-def _settle(job: Job, futures, records: list[dict], log) -> SubjectResult:
+def _settle(job: Job, futures, records: list[dict], log) -> ItemResult:
     """Commit a computed item's store, or abort it; what happened to it."""
     if any(f.status != "finished" for f in futures):
         job.writer.abort()
@@ -243,12 +243,12 @@ def _settle(job: Job, futures, records: list[dict], log) -> SubjectResult:
         )
     except Exception as exc:
         job.writer.abort()
-        result = SubjectResult(job.id, "failed", error=_one_line(exc), kind=job.kind)
+        result = ItemResult(job.id, "failed", error=_one_line(exc), kind=job.kind)
         log(f"{job.id}: failed: {result.error}")
         logger.error("%s: failed", job.id, exc_info=exc)
         return result
     log(f"{job.id}: done" + (f" in {seconds:.1f} s" if seconds is not None else ""))
-    return SubjectResult(
+    return ItemResult(
         job.id,
         "done",
         seconds,
@@ -259,16 +259,16 @@ def _settle(job: Job, futures, records: list[dict], log) -> SubjectResult:
     )
 
 
-def _give_up(job: Job, error: str, step: str | None, log) -> SubjectResult:
+def _give_up(job: Job, error: str, step: str | None, log) -> ItemResult:
     """An item the run stops waiting for: its cluster is lost, or its workers
     keep running out of memory. Its store is removed; one line says why."""
     job.writer.abort()
     log(f"{job.id}: failed{f' in step {step}' if step else ''}: {error}")
     logger.error("%s: failed: %s", job.id, error)
-    return SubjectResult(job.id, "failed", error=error, kind=job.kind, step=step)
+    return ItemResult(job.id, "failed", error=error, kind=job.kind, step=step)
 
 
-def _settle_watched(job: Job, i: int, futures, records, watch, log) -> SubjectResult:
+def _settle_watched(job: Job, i: int, futures, records, watch, log) -> ItemResult:
     """`_settle`, with the error of an item whose workers were restarted for
     memory told as such rather than as a bare ``KilledWorker``."""
     lines: list[str] = []
@@ -294,7 +294,7 @@ _TICK, _SCAN = 0.1, 1.0
 def compute_jobs(
     jobs: list[Job],
     client,
-    results: dict[str, SubjectResult],
+    results: dict[str, ItemResult],
     progress: bool,
     log,
 ) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from sciimg.astro import (
     coadd_patch,
     make_skymap,
     measure_psf_fwhm,
+    whole,
 )
-from sciimg.astro._masks import _whole
 from sciimg.errors import InputError
 from sciimg.pipeline.steps import register_step
 
@@ -243,9 +243,9 @@ def calibrate_step(
         out["psf_fwhm"] = dask.delayed(float(known))
     else:
         out["psf_fwhm"] = dask.delayed(measure_psf_fwhm, pure=True)(
-            _whole(out["image"]),
-            _whole(out["mask"]),
-            variance=_whole(out["variance"]),
+            whole(out["image"]),
+            whole(out["mask"]),
+            variance=whole(out["variance"]),
             mask_bits=exposure.mask_bits,
             threshold=psf_threshold,
             source=str(exposure.source),
@@ -323,9 +323,9 @@ def detect_step(
     import dask
 
     return dask.delayed(_detect_patch, pure=True)(
-        _whole(coadd["image"]),
-        _whole(coadd["variance"]),
-        _whole(coadd["mask"]),
+        whole(coadd["image"]),
+        whole(coadd["variance"]),
+        whole(coadd["mask"]),
         patch,
         psf_fwhm,
         dict(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sciimg.errors import InputError, RunInterrupted
-from sciimg.pipeline._jobs import Job, SubjectResult, _one_line, compute_jobs
+from sciimg.pipeline._jobs import ItemResult, Job, _one_line, compute_jobs
 from sciimg.pipeline.config import PipelineConfig
 from sciimg.pipeline.manifest import write_manifest
 from sciimg.pipeline.outputs import hold_output, mark_interrupted
@@ -52,7 +52,7 @@ class Run:
     output: Path
     force: bool
     log: Any
-    results: dict[str, SubjectResult] = field(default_factory=dict)
+    results: dict[str, ItemResult] = field(default_factory=dict)
     items: list[Item] = field(default_factory=list)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)
@@ -62,7 +62,7 @@ class Run:
 
     def failed(self, item: Item, exc: BaseException) -> None:
         """Record ``item`` as failed with ``exc``, in one line and in the log."""
-        self.results[item.id] = SubjectResult(
+        self.results[item.id] = ItemResult(
             item.id, "failed", error=_one_line(exc), kind=item.kind
         )
         self.log(f"{item.id}: failed: {self.results[item.id].error}")
@@ -115,7 +115,7 @@ def run(
             }
         kind = pipeline.stages[0].kind
         for item_id, exc in undiscovered.items():  # a duplicate id, a symlink loop
-            state.results[item_id] = SubjectResult(
+            state.results[item_id] = ItemResult(
                 item_id, "failed", error=_one_line(exc), kind=kind
             )
             log(f"{item_id}: failed: {state.results[item_id].error}")
@@ -233,7 +233,7 @@ def _plan(stage: Stage, state: Run, item: Item) -> Job | None:
             state.results[item.id] = (
                 stage.skipped(state, item, record)
                 if stage.skipped
-                else SubjectResult(
+                else ItemResult(
                     item.id,
                     "skipped",
                     kind=item.kind,

@@ -22,7 +22,7 @@ from sciimg.io import (
     write_nifti,
 )
 from sciimg.pipeline import neuro_steps  # noqa: F401  (registers the neuro steps)
-from sciimg.pipeline._jobs import Job, SubjectResult
+from sciimg.pipeline._jobs import ItemResult, Job
 from sciimg.pipeline.records import inside, write_record
 from sciimg.pipeline.registry import Item, Pipeline, Stage
 from sciimg.pipeline.step_graph import run_steps
@@ -92,7 +92,7 @@ def _required(run, item: Item) -> list[str]:
     return [_store(item)]
 
 
-def _skipped(run, item: Item, record: dict) -> SubjectResult:
+def _skipped(run, item: Item, record: dict) -> ItemResult:
     """A current subject: exports the config asks for only now are made (and
     listed in its record) from its store."""
     store = run.output / _store(item)
@@ -106,7 +106,7 @@ def _skipped(run, item: Item, record: dict) -> SubjectResult:
             [*record["outputs"], *exports],
             timings=record.get("timings", {}),
         )
-    return SubjectResult(
+    return ItemResult(
         item.id,
         "skipped",
         store=store.name,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sciimg.errors import OutputError
-from sciimg.pipeline._jobs import Job, SubjectResult
+from sciimg.pipeline._jobs import ItemResult, Job
 from sciimg.pipeline.lock import OutputLock
 from sciimg.pipeline.records import sweep_temporaries
 
@@ -47,7 +47,7 @@ def hold_output(output: Path) -> Iterator[Path]:
 def mark_interrupted(
     output: Path,
     jobs: list[Job],
-    results: dict[str, SubjectResult],
+    results: dict[str, ItemResult],
     items: list[tuple[str, str]],
 ) -> None:
     """After Ctrl-C: remove the unfinished stores and mark every item that has no
@@ -59,4 +59,4 @@ def mark_interrupted(
     # A store whose graph was being built when Ctrl-C came has no job yet.
     sweep_temporaries(output)
     for item, kind in items:
-        results.setdefault(item, SubjectResult(item, "interrupted", kind=kind))
+        results.setdefault(item, ItemResult(item, "interrupted", kind=kind))

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sciimg._version import __version__
+from sciimg import __version__
 from sciimg.errors import ReportError
 from sciimg.io import atomic_path
-from sciimg.pipeline._jobs import SubjectResult
+from sciimg.pipeline._jobs import ItemResult
 from sciimg.pipeline.config import PipelineConfig
 
 __all__ = ["RunReport", "write_report"]
@@ -33,7 +33,7 @@ class RunReport:
     fingerprint: str
     versions: dict[str, str]
     cluster: dict[str, Any]
-    subjects: list[SubjectResult]
+    subjects: list[ItemResult]
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -94,7 +94,7 @@ def write_report(
     t0: float,
     started: datetime,
     cluster_info: dict[str, Any],
-    results: dict[str, SubjectResult],
+    results: dict[str, ItemResult],
     summary: dict[str, Any] | None = None,
 ) -> RunReport:
     """Save ``run.json`` (atomically) and return the report."""

@@ -10,11 +10,11 @@ matches the config and the input files is skipped on the next run.
 
 from __future__ import annotations
 
-from sciimg.pipeline._jobs import SubjectResult
+from sciimg.pipeline._jobs import ItemResult
 from sciimg.pipeline.config import PipelineConfig
 from sciimg.pipeline.report import RunReport
 
-__all__ = ["RunReport", "SubjectResult", "run_pipeline"]
+__all__ = ["ItemResult", "RunReport", "run_pipeline"]
 
 
 def run_pipeline(

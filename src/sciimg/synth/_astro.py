@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sciimg.synth._detector import _expose
 from sciimg.synth._folder import check_output_folder
 from sciimg.synth._sky import (
     MASK_BITS,
     _ccd_centres,
-    _expose,
     _survey_size,
     _tan_header,
     make_sky_catalog,
@@ -115,7 +115,7 @@ def _simulate(catalog, wcs, visit: _Visit, centre, ccd_shape, rng, opts) -> dict
 def _write_exposure(path: Path, primary, wcs_header, sim: dict) -> None:
     from astropy.io import fits
 
-    from sciimg.io._atomic import atomic_path
+    from sciimg.io import atomic_path
 
     image_hdr = wcs_header.copy()
     image_hdr["BUNIT"] = "adu"
@@ -142,7 +142,7 @@ def _write_parquet(path: Path, columns: dict) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sciimg.io._atomic import atomic_path
+    from sciimg.io import atomic_path
 
     with atomic_path(path, suffix=".parquet") as tmp:
         pq.write_table(pa.table(columns), tmp)
