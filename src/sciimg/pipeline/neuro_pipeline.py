@@ -19,6 +19,7 @@ from sciimg.io import (
     find_gradient_files,
     open_dwi,
     open_zarr,
+    read_gradients,
     write_nifti,
 )
 from sciimg.pipeline import neuro_steps  # noqa: F401  (registers the neuro steps)
@@ -41,7 +42,6 @@ def _discover(cfg, errors) -> list[Item]:
 def _describe(cfg, item: Item) -> dict[str, Any]:
     """What the NIfTI header and the b-values say, without reading voxels."""
     import nibabel as nib
-    import numpy as np
 
     subject: Subject = item.payload
     img = nib.load(subject.dwi)
@@ -55,14 +55,16 @@ def _describe(cfg, item: Item) -> dict[str, Any]:
         "voxel_z": zooms[2],
         "volumes": int(img.shape[3]) if len(img.shape) > 3 else 1,
     }
-    bval = subject.bval or (find_gradient_files(subject.dwi) or (None,))[0]
-    if bval is not None:
-        b = np.atleast_1d(np.loadtxt(bval, dtype=float))
-        # b <= 50 s/mm² is a b0 (dipy's default threshold); the others are
-        # named by their shell, the b-value rounded to the hundred.
-        shells = sorted({int(round(v, -2)) for v in b[b > 50]})
+    pair = (subject.bval, subject.bvec) if subject.bval and subject.bvec else None
+    pair = pair or find_gradient_files(subject.dwi)
+    if pair is not None:
+        # The gradient reader sciimg opens subjects with; dipy's b0 threshold
+        # (50 s/mm²). Shells are named by the b-value rounded to the hundred.
+        gtab = read_gradients(*pair)
+        b = gtab.bvals
+        shells = sorted({int(round(v, -2)) for v in b[~gtab.b0s_mask]})
         md.update(
-            b0_volumes=int((b <= 50).sum()),
+            b0_volumes=int(gtab.b0s_mask.sum()),
             b_max=float(b.max(initial=0.0)),
             shells=",".join(str(v) for v in shells),
         )
