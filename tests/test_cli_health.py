@@ -57,13 +57,16 @@ def _clean(stdout: str, stderr: str) -> None:
     assert "Traceback" not in stdout and "distributed." not in stdout
 
 
-def test_a_step_over_the_memory_limit_fails_its_item(tmp_path, data):
+@pytest.mark.parametrize("workers", [2, 1])
+def test_a_step_over_the_memory_limit_fails_its_item(tmp_path, data, workers):
     """Its workers are restarted by their nannies; after a second restart (the
-    bound sciimg sets on its own clusters) the item fails, the other is done."""
+    bound sciimg sets on its own clusters) the item fails, the other is done.
+    With one worker the other item's waiting tasks die with it each time: Dask
+    gives up on them too, and the run computes that item again."""
     step = {"function": "tests.pipeline.udfs:hog_memory", "params": {"only": "sub-01"}}
     # The limit leaves room for a worker's libraries (Dask, dipy, numba and the
     # compiled kernels: about 320 MiB resident), so only the step's memory crosses it.
-    cluster = {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "600MB"}
+    cluster = {"n_workers": workers, "threads_per_worker": 1, "memory_limit": "600MB"}
     start = time.monotonic()
     run = run_sciimg("run", _config(tmp_path, data, step, cluster), "--no-progress")
     assert time.monotonic() - start < 120

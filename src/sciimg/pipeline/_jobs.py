@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,8 @@ from typing import Any
 
 from sciimg.errors import InputError
 from sciimg.io import ZarrStoreWriter
+from sciimg.pipeline._task_records import TaskRecords, show_progress, step_times
+from sciimg.pipeline._watch import GRACE
 from sciimg.pipeline.records import write_record
 
 __all__ = ["ItemResult", "Job", "compute_jobs"]
@@ -72,102 +72,6 @@ class Job:
     # Called with the committed store; returns paths of exports.
     after: Callable[[Path], list[str]] | None = None
     depth: int = 0  # store names are relative to this many parents up
-
-
-def _step_times(records: list[dict], owners: dict) -> tuple[dict, float | None]:
-    """Per-step compute seconds (summed over tasks), task count and span."""
-    per_step: dict[str, dict[str, float]] = defaultdict(
-        lambda: {"compute_s": 0.0, "tasks": 0, "start": float("inf"), "stop": 0.0}
-    )
-    first, last = float("inf"), 0.0
-    for rec in records:
-        step = owners.get(rec["key"])
-        if step is None:
-            continue
-        for ss in rec.get("startstops", ()):
-            if ss.get("action") != "compute":
-                continue
-            s = per_step[step]
-            s["compute_s"] += ss["stop"] - ss["start"]
-            s["tasks"] += 1
-            s["start"], s["stop"] = (
-                min(s["start"], ss["start"]),
-                max(s["stop"], ss["stop"]),
-            )
-            first, last = min(first, ss["start"]), max(last, ss["stop"])
-    out = {
-        name: {
-            "compute_s": round(s["compute_s"], 4),
-            "tasks": int(s["tasks"]),
-            "span_s": round(s["stop"] - s["start"], 4),
-        }
-        for name, s in per_step.items()
-    }
-    return out, (round(last - first, 4) if last >= first else None)
-
-
-class _TaskRecords:
-    """The scheduler's task stream, fetched as items finish, kept per task key.
-
-    Only tasks computed since this object was made count: on a shared scheduler
-    the stream also holds earlier runs' tasks, whose keys are the same when their
-    graphs were (a subject's times once included its previous run's).
-    """
-
-    #: Seconds of overlap between fetches: the stream is selected by the workers'
-    #: clocks, the fetches by this one's.
-    SLACK = 60.0
-    #: Seconds a worker's clock may run behind this one's, for the cut-off.
-    SKEW = 1.0
-
-    def __init__(self, client):
-        self.client = client
-        client.get_task_stream(count=0)  # installs the recording plugin
-        self.since = self.began = time.time()
-        self.by_key: dict[Any, list[dict]] = defaultdict(list)
-        self.seen: dict[tuple, float] = {}
-
-    def fetch(self) -> None:
-        now = time.time()
-        for rec in self.client.get_task_stream(start=self.since - self.SLACK):
-            stops = rec.get("startstops", ())
-            if not stops or min(s["start"] for s in stops) < self.began - self.SKEW:
-                continue  # an earlier run's task
-            ident = (rec["key"], tuple(s.get("start") for s in stops))
-            if ident not in self.seen:
-                self.seen[ident] = now
-                self.by_key[rec["key"]].append(rec)
-        # Records older than the overlap cannot come back: forget them.
-        horizon = self.since - 2 * self.SLACK
-        self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
-        self.since = now
-
-    def pop(self, keys) -> list[dict]:
-        return [rec for key in keys for rec in self.by_key.pop(key, ())]
-
-
-def _show_progress(futures, log):
-    """Distributed's task progress bar, drawn from a thread while items settle.
-
-    Returns the thread and a ``log`` that first clears the bar's line, so that
-    messages do not run on from the bar.
-    """
-    import sys
-
-    from distributed.diagnostics.progressbar import TextProgressBar
-
-    bar = TextProgressBar(futures, start=False)
-    thread = threading.Thread(
-        target=bar._loop_runner.run_sync, args=(bar.listen,), daemon=True
-    )
-    thread.start()
-
-    def log_below(message):
-        sys.stdout.write("\r\x1b[2K")
-        sys.stdout.flush()
-        log(message)
-
-    return thread, log_below
 
 
 def _raising_step(job: Job, records: list[dict]) -> str | None:
@@ -230,7 +134,7 @@ def _settle(job: Job, futures, records: list[dict], log) -> ItemResult:
     if any(f.status != "finished" for f in futures):
         job.writer.abort()
         return _failure(job, futures, records, log)
-    steps, seconds = _step_times(records, job.owners)
+    steps, seconds = step_times(records, job.owners)
     root = job.writer.path.parents[job.depth]
     try:
         extra = job.finish([f.result() for f in futures]) if job.finish else {}
@@ -257,6 +161,29 @@ def _settle(job: Job, futures, records: list[dict], log) -> ItemResult:
         steps=steps,
         kind=job.kind,
     )
+
+
+def _bystander(watch, i: int, futures) -> bool:
+    """Whether item ``i`` failed only because workers died holding some of its
+    tasks while running another item's: Dask then gives up on every task the
+    dying workers held. Such an item is worth computing again."""
+    from distributed import KilledWorker
+
+    errors = [f.exception() for f in futures if f.status == "error"]
+    if not errors or not all(isinstance(e, KilledWorker) for e in errors):
+        return False
+    last = getattr(errors[0].last_worker, "address", None)
+    deadline = time.monotonic() + GRACE  # the removal may still be on its way
+    watch.drain()
+    while not any(r.worker == last for r in watch.removals):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+        watch.drain()
+    ours = [r for r in watch.removals if watch.owners.of(r.keys, {i})]
+    running = set().union(*(r.running for r in ours))
+    others = set(range(len(watch.jobs))) - {i}
+    return not watch.owners.of(running, {i}) and bool(watch.owners.of(running, others))
 
 
 def _give_up(job: Job, error: str, step: str | None, log) -> ItemResult:
@@ -328,7 +255,7 @@ def compute_jobs(
     if not getattr(client, "_sciimg_announced", False):
         log(f"Dask dashboard: {client.dashboard_link}")
         client._sciimg_announced = True
-    records = _TaskRecords(client)
+    records = TaskRecords(client)
     # One computation per item, earlier items first: without the priorities every
     # item's reads (tasks that need nothing) would run ahead of the work that
     # consumes them. The graph is not re-optimised, so task keys stay those of
@@ -340,12 +267,13 @@ def compute_jobs(
     every = [f for fs in pending.values() for f in fs]
     bar = None
     if progress:
-        bar, log = _show_progress(every, log)
+        bar, log = show_progress(every, log)
         watch.log = log
     finished = as_completed(every)
     del every
     watch.start()
     scanned = 0.0
+    retried: set[int] = set()
     try:
         while pending:
             batch = finished.next_batch(block=False) if finished.has_ready() else []
@@ -367,6 +295,22 @@ def compute_jobs(
                 watch.progressed()
             for i in settled:
                 job = jobs[i]
+                if i not in retried and _bystander(watch, i, pending[i]):
+                    # Once: the item that killed the workers has failed by now.
+                    retried.add(i)
+                    records.pop(job.owners)  # its times are those of the new try
+                    log(
+                        f"{job.id}: its tasks were lost with workers another item's "
+                        "step brought down; computing it again"
+                    )
+                    # Its keys are forgotten first: a task Dask gave up on
+                    # stays failed for as long as a future holds its key.
+                    client.cancel(pending.pop(i))
+                    pending[i] = client.compute(
+                        job.targets, optimize_graph=False, priority=-i
+                    )
+                    finished.update(pending[i])
+                    continue
                 # Dropping the futures lets the cluster forget the item's tasks.
                 futures = pending.pop(i)
                 recs = records.pop(job.owners)

@@ -181,7 +181,7 @@ class Watch:
         """Say what the latest look shows; the items to fail now, each with its
         error and the step to blame (None when not one)."""
         now = time.monotonic()
-        self._drain()
+        self.drain()
         self._tell_restarts(pending, now)
         with self.lock:
             look = self.look
@@ -231,10 +231,10 @@ class Watch:
             return None
         last = getattr(killed[0].last_worker, "address", None)
         deadline = time.monotonic() + GRACE
-        self._drain()
+        self.drain()
         while not self._known(last) and time.monotonic() < deadline:
             time.sleep(0.1)
-            self._drain()
+            self.drain()
         ours = [r for r in self.removals if self.owners.of(r.keys, {i})]
         memory = [r for r in ours if r.worker in self.killed]
         paused = [r for r in ours if r.worker in self.restarting]
@@ -272,7 +272,7 @@ class Watch:
 
     # -- memory -------------------------------------------------------------
 
-    def _drain(self) -> None:
+    def drain(self) -> None:
         while self.events:
             _, msg = self.events.popleft()
             if "rss" in msg and "worker" in msg:  # a nanny restarted its worker
