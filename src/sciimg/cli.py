@@ -49,7 +49,9 @@ def _ints(text: str, option: str) -> list[int]:
 
 @app.command()
 def bench(
-    pipeline: Annotated[str, typer.Argument(help="neuro or astro.")],
+    pipeline: Annotated[
+        str, typer.Argument(help="A pipeline with a benchmark: neuro or astro.")
+    ],
     engines: Annotated[
         str, typer.Option(help="Comma-separated: dask, spark, relational, serial.")
     ] = "dask,spark,relational,serial",
@@ -61,6 +63,10 @@ def bench(
     ] = None,
     visits: Annotated[
         str | None, typer.Option(help="Astro: numbers of visits, e.g. 2,4,8.")
+    ] = None,
+    count: Annotated[
+        str | None,
+        typer.Option(help="Numbers of items of any pipeline (its subjects, visits)."),
     ] = None,
     workers: Annotated[
         str, typer.Option(help="Numbers of workers (threads for relational).")
@@ -81,15 +87,16 @@ def bench(
     from sciimg.bench import check_workload, run_bench
 
     try:
-        check_workload(pipeline)
+        suite = check_workload(pipeline)
     except ValueError as exc:
         _fail(str(exc))
-    wrong = "--visits" if pipeline == "neuro" else "--subjects"
-    if (visits if pipeline == "neuro" else subjects) is not None:
-        _fail(f"{wrong} does not apply to the {pipeline} pipeline")
-    counts_text = subjects if pipeline == "neuro" else visits
-    option = "--subjects" if pipeline == "neuro" else "--visits"
-    counts = _ints(counts_text or ("1" if pipeline == "neuro" else "2"), option)
+    given = {"subjects": subjects, "visits": visits}
+    for unit, text in given.items():
+        if text is not None and unit != suite.unit:
+            _fail(f"--{unit} does not apply to the {pipeline} pipeline")
+    option = f"--{suite.unit}" if suite.unit in given else "--count"
+    text = count or given.get(suite.unit) or str(suite.default_count)
+    counts = _ints(text, "--count" if count else option)
     try:
         results = run_bench(
             pipeline,

@@ -7,9 +7,9 @@ against the serial run's. See ``docs/benchmarks.md``.
 """
 
 from sciimg.bench._harness import run_bench
+from sciimg.bench._suite import Suite, get_suite, suite_names
 from sciimg.bench._workloads import (
     ENGINES,
-    SIZES,
     Workload,
     check_workload,
     ensure_workload,
@@ -17,9 +17,11 @@ from sciimg.bench._workloads import (
 
 __all__ = [
     "ENGINES",
-    "SIZES",
+    "Suite",
     "Workload",
     "check_workload",
     "ensure_workload",
+    "get_suite",
     "run_bench",
+    "suite_names",
 ]

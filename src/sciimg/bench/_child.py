@@ -6,8 +6,6 @@ engine details, or the error) is written to ``spec["result"]`` as JSON.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
 import sys
@@ -23,17 +21,7 @@ def run(spec: dict) -> dict:
         spec["pipeline"], spec["size"], spec["count"], Path(spec["data"])
     )
     engine = spec["engine"]
-    module = {
-        "serial": "sciimg.bench._serial",
-        "dask": "sciimg.bench._dask",
-        "spark": "sciimg.bench._spark",
-        "relational": "sciimg.bench._relational",
-    }[engine]
-    # An engine's astronomy plan may have a module of its own.
-    if importlib.util.find_spec(f"{module}_{workload.pipeline}") is not None:
-        module = f"{module}_{workload.pipeline}"
-
-    run_fn = getattr(importlib.import_module(module), f"run_{workload.pipeline}")
+    run_fn = workload.suite.engine(engine)
     kwargs = {}
     if engine != "serial":
         kwargs["workers"] = spec["workers"]

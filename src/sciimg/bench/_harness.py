@@ -13,14 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sciimg.bench._compare import compare_astro, compare_neuro
 from sciimg.bench._measure import THREAD_LIMIT_NAMES, measure
-from sciimg.bench._workloads import ENGINES, SIZES, check_workload, ensure_workload
-
-STEPS = {
-    "neuro": ("ingest", "mask", "denoise", "dti"),
-    "astro": ("ingest", "calibrate", "warp", "coadd", "detect"),
-}
+from sciimg.bench._workloads import ENGINES, check_workload, ensure_workload
 
 
 def machine_info() -> dict[str, Any]:
@@ -117,9 +111,13 @@ def run_bench(
     """
     from sciimg.bench._report import write_report
 
-    check_workload(pipeline, size)
+    suite = check_workload(pipeline, size)
     engines = list(dict.fromkeys(engines))
     check_engines(engines)
+    missing = [e for e in ["serial", *engines] if e not in suite.engines]
+    if missing:
+        msg = f"the {pipeline} benchmark has no engine {missing[0]!r}"
+        raise ValueError(msg)
     order = ["serial", *[e for e in engines if e != "serial"]]
     out = Path(out).resolve()
     cache = Path(cache).resolve() if cache else out / "data"
@@ -137,16 +135,16 @@ def run_bench(
                 if engine == "serial":
                     reference = Path(run["outputs"]) if run["ok"] else None
                 elif run["ok"] and reference is not None:
-                    compare = compare_neuro if pipeline == "neuro" else compare_astro
-                    run["agreement"] = compare(reference, Path(run["outputs"]))
+                    run["agreement"] = suite.compare(reference, Path(run["outputs"]))
                 runs.append(run)
                 log(_line(run))
     results = {
         "pipeline": pipeline,
+        "unit": suite.unit,
         "size": size,
         "size_spec": {
             k: list(v) if isinstance(v, tuple) else v
-            for k, v in SIZES[pipeline][size].items()
+            for k, v in suite.sizes[size].items()
         },
         "counts": list(counts),
         "workers": list(workers),
@@ -154,7 +152,7 @@ def run_bench(
         "started": started.isoformat(timespec="seconds"),
         "machine": machine_info(),
         "versions": versions(order),
-        "steps": list(STEPS[pipeline]),
+        "steps": list(suite.timed_steps),
         "runs": runs,
     }
     write_report(results, out)

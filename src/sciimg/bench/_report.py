@@ -29,7 +29,7 @@ def _verdict(run: dict[str, Any]) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     """The results table, one row per run."""
-    unit = "subjects" if results["pipeline"] == "neuro" else "visits"
+    unit = results["unit"]
     steps = results["steps"]
     head = ["engine", unit, "workers", "wall (s)", "CPU (s)", "peak memory (MiB)"]
     head += [f"{s} (s)" for s in steps] + ["agrees with serial"]
@@ -107,7 +107,7 @@ def plot_steps(results: dict[str, Any], path: Path) -> Path | None:
             label=f"{r['engine']} ({r['workers']} w.)",
             color=COLOURS.get(r["engine"]),
         )
-    unit = "subjects" if results["pipeline"] == "neuro" else "visits"
+    unit = results["unit"]
     ax.set_xticks(x, steps)
     ax.set_ylabel("seconds")
     ax.set_title(f"{results['pipeline']} {results['size']}, {count} {unit}: per step")
@@ -143,7 +143,7 @@ def plot_scaling(results: dict[str, Any], path: Path) -> Path | None:
                 color=COLOURS.get(engine),
                 label=f"{engine}, {w} worker{'s' if w > 1 else ''}",
             )
-    unit = "subjects" if results["pipeline"] == "neuro" else "visits"
+    unit = results["unit"]
     ax.set_xlabel(unit)
     ax.set_ylabel("wall time (s)")
     ax.set_title(f"{results['pipeline']} {results['size']}: end to end")

@@ -130,6 +130,9 @@ class Pipeline:
         (``complete`` is false after Ctrl-C), before ``run.json`` is written.
     description : str
         One line for ``sciimg --help`` and the docs.
+    bench : str, optional
+        ``"module:attribute"`` of the pipeline's :class:`sciimg.bench.Suite`,
+        for ``sciimg bench``; None if it has none.
     """
 
     name: str
@@ -140,6 +143,7 @@ class Pipeline:
     start: Callable[..., None] | None = None
     finish: Callable[..., None] | None = None
     description: str = ""
+    bench: str | None = None
 
     @property
     def fixed_steps(self) -> bool:
