@@ -5,6 +5,7 @@ from sciimg.pipeline.cluster import connect, open_client
 from sciimg.pipeline.config import ClusterConfig, PipelineConfig, load_config
 from sciimg.pipeline.runner import ItemResult, RunReport, run_pipeline
 from sciimg.pipeline.steps import Step, builtin_steps, register_step
+from sciimg.pipeline.strict import StrictModel
 
 del astro_steps, neuro_steps  # imported for their registrations
 
@@ -14,6 +15,7 @@ __all__ = [
     "PipelineConfig",
     "RunReport",
     "Step",
+    "StrictModel",
     "builtin_steps",
     "connect",
     "load_config",

@@ -24,7 +24,9 @@ import signal
 import threading
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from sciimg.pipeline.strict import StrictModel
 
 
 def _import_jobqueue() -> None:
@@ -120,7 +122,7 @@ def _times(size: str, n: int) -> str:
     return f"{float(number) * n:g}{unit}"
 
 
-class ClusterConfig(BaseModel):
+class ClusterConfig(StrictModel):
     """``cluster``: the Dask cluster a run uses.
 
     Examples
@@ -134,8 +136,6 @@ class ClusterConfig(BaseModel):
     ...               processes=2).jobqueue_kwargs()
     {'cores': 2, 'memory': '8GB', 'processes': 2}
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["local", "scheduler", "slurm", "pbs", "sge", "lsf"] = Field(
         "local",

@@ -12,8 +12,6 @@ from typing import Any
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -24,6 +22,7 @@ from sciimg.errors import ConfigError
 from sciimg.pipeline.cluster_config import ClusterConfig, check_size
 from sciimg.pipeline.config_errors import did_you_mean, pydantic_lines
 from sciimg.pipeline.plan import NAME_RULE, PlannedStep, is_simple_name, plan_steps
+from sciimg.pipeline.strict import StrictModel
 
 __all__ = [
     "ClusterConfig",
@@ -34,11 +33,7 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PlanesConfig(_Strict):
+class PlanesConfig(StrictModel):
     """``input.planes`` (astro): which FITS extension holds each plane."""
 
     image: str | int = Field("IMAGE", description="EXTNAME or HDU index")
@@ -48,7 +43,7 @@ class PlanesConfig(_Strict):
     )
 
 
-class InputConfig(_Strict):
+class InputConfig(StrictModel):
     """``input``: where the subjects (neuro) or exposures (astro) are."""
 
     path: str | list[str] = Field(
@@ -95,7 +90,7 @@ class InputConfig(_Strict):
     )
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(StrictModel):
     """A whole run: pipeline, input, output, steps, export, cluster.
 
     Examples
