@@ -211,8 +211,9 @@ def bench_warp(folder: Path, shape):
     from astropy.io import fits
     from astropy.wcs import WCS
 
-    from sciimg.astro import DEFAULT_BITS, WARP_BAD, bitmask, footprint_box
+    from sciimg.astro import WARP_BAD, bitmask, footprint_box
     from sciimg.astro import psf_match_sigma as match
+    from sciimg.io import DEFAULT_MASK_BITS
 
     _synth(
         "astro", folder, "--visits", "1", "--ccds", "1", "--ccd-shape", *map(str, shape)
@@ -231,7 +232,7 @@ def bench_warp(folder: Path, shape):
     target_shape = tuple(int(n * 4 / 3) for n in shape)
     box = footprint_box(wcs, shape, target, target_shape)
     bits = tuple(
-        bitmask(names, DEFAULT_BITS) for names in (WARP_BAD, ["SAT"], ["NO_DATA"])
+        bitmask(names, DEFAULT_MASK_BITS) for names in (WARP_BAD, ["SAT"], ["NO_DATA"])
     )
     kw = {"sigma": match(3.0, 3.5), "bits": bits}
     kernels.warp(

@@ -231,7 +231,7 @@ def test_ingest_fits_exposures(tmp_path):
         for hdu in ("image", "mask", "variance"):
             back = open_zarr(store / path.stem, hdu)
             np.testing.assert_array_equal(
-                back.data.compute(), fits.getdata(path, hdu.upper()).T
+                back.data.compute(), fits.getdata(path, hdu.upper())
             )
         assert back.attrs["space_unit"] == "arcsecond"
     info = run_sciimg("info", store)

@@ -241,7 +241,7 @@ def test_saturated_pixels_are_flagged_in_the_calibrated_mask(astro):
         level = hdul[0].header["SATURATE"]
         sat = 1 << hdul["MASK"].header["MP_SAT"]
     store = result["out"] / "calexp.zarr" / "visit-0_ccd-0"
-    mask = open_zarr(store, "mask").data.compute().T  # stored x, y; FITS is y, x
+    mask = open_zarr(store, "mask").data.compute()
     over = image >= level
     assert over[10:20, 30:40].all()
     np.testing.assert_array_equal((mask & sat) != 0, over | ((before & sat) != 0))

@@ -146,7 +146,7 @@ def ingest(
         except ValueError as exc:
             _fail(f"--chunk-memory: {exc}")
     try:
-        entries = ingest_files(files, out_store, budget=chunk_memory)
+        entries = ingest_files(files, out_store, chunk_memory=chunk_memory)
     except InputError as exc:
         _fail(str(exc))
     said = [f"{n} ({', '.join(hdus)})" if hdus else n for n, hdus in entries.items()]

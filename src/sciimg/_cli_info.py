@@ -119,7 +119,11 @@ def _store_header(path: Path, kind: str, attrs: dict[str, Any], more=()) -> None
 
 
 def _shape(img: Image) -> str:
-    return " x ".join(map(str, img.shape))
+    """Sizes x first, as FITS tools and NIfTI headers give them (width x
+    height), whatever the array's order; then the other axes."""
+    space = [img.dims.index(d) for d in ("x", "y", "z") if d in img.dims]
+    order = space + [i for i in range(img.ndim) if i not in space]
+    return " x ".join(str(img.shape[i]) for i in order)
 
 
 def _plural(n: int, word: str) -> str:

@@ -9,14 +9,13 @@ import pytest
 import sep
 
 from sciimg.astro import (
-    DEFAULT_BITS,
     calibrate,
     detect_cosmic_rays,
     estimate_background,
     measure_psf_fwhm,
 )
 from sciimg.errors import InputError
-from sciimg.io import open_exposure
+from sciimg.io import DEFAULT_MASK_BITS, open_exposure
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +102,7 @@ def test_calibrate_scales_and_flags(survey):
     np.testing.assert_allclose(
         cal + out["background"].compute(), img * scale, rtol=1e-5, atol=1e-2
     )
-    cr = (out["mask"].compute() & (1 << DEFAULT_BITS["CR"])) != 0
+    cr = (out["mask"].compute() & (1 << DEFAULT_MASK_BITS["CR"])) != 0
     assert cr[hits["y"], hits["x"]].mean() >= 0.9
     assert abs(np.median(cal)) < 3 * np.sqrt(np.median(var)) * scale
 
@@ -158,7 +157,7 @@ def test_cr_niter_from_the_config_reaches_astroscrappy(survey, monkeypatch):
     # flagged first, as calibrate does).
     _exp, img, var, mask = _planes(survey, 0, 1)
     sat = exp.header["SATURATE"]
-    mask = np.where(img >= sat, mask | (1 << DEFAULT_BITS["SAT"]), mask)
+    mask = np.where(img >= sat, mask | (1 << DEFAULT_MASK_BITS["SAT"]), mask)
     direct = detect_cosmic_rays(
         img,
         var,
@@ -169,5 +168,5 @@ def test_cr_niter_from_the_config_reaches_astroscrappy(survey, monkeypatch):
         saturate=sat,
         niter=3,
     )
-    cr = (flagged & (1 << DEFAULT_BITS["CR"])) != 0
+    cr = (flagged & (1 << DEFAULT_MASK_BITS["CR"])) != 0
     np.testing.assert_array_equal(cr, direct)

@@ -233,8 +233,9 @@ def test_coadd_patch_block_side_follows_the_memory_budget():
     """More exposures or less memory give smaller blocks, and the same coadd."""
     sources, target = _three_visits()
     big = coadd_patch(sources, target, (90, 100))
-    # 3 exposures × 8 bytes × 64² = 96 KiB: blocks of 64 pixels.
-    small = coadd_patch(sources, target, (90, 100), memory="96KiB")
+    # 3 exposures × 8 bytes × 64² = 96 KiB of stack, a quarter of the chunk:
+    # blocks of 64 pixels.
+    small = coadd_patch(sources, target, (90, 100), chunk_memory="384KiB")
     assert big["image"].chunks == ((90,), (100,))
     assert small["image"].chunks == ((64, 26), (64, 36))
     # Other cutouts resample to within rounding (1e-9 of values near 1000).

@@ -7,7 +7,7 @@ import pytest
 from astropy.wcs.utils import pixel_to_pixel
 from reproject import reproject_interp
 
-from sciimg.astro import DEFAULT_BITS, bitmask, warp
+from sciimg.astro import bitmask, warp
 from sciimg.astro._footprint import (
     FIT_TOLERANCE,
     _interp,
@@ -17,6 +17,7 @@ from sciimg.astro._footprint import (
     warp_footprint,
 )
 from sciimg.astro._warp import WARP_BAD, psf_match_sigma
+from sciimg.io import DEFAULT_MASK_BITS
 from tests.astro.conftest import tan_wcs
 
 BITS = (
@@ -81,9 +82,9 @@ def _flagged_field(star_field):
     shape, _, img = star_field
     img = img.copy()
     mask = np.zeros(shape, "i4")
-    mask[40, 60:63] = 1 << DEFAULT_BITS["CR"]
+    mask[40, 60:63] = 1 << DEFAULT_MASK_BITS["CR"]
     img[40, 60:63] += 5000.0
-    mask[20:23, 30:33] = 1 << DEFAULT_BITS["SAT"]
+    mask[20:23, 30:33] = 1 << DEFAULT_MASK_BITS["SAT"]
     var = np.full(shape, 2.0)
     var[70, 10] = np.nan
     return shape, img, var, mask

@@ -22,15 +22,15 @@ def test_patches_share_one_grid_and_inner_regions_tile():
         w = patch.wcs
         # Patch pixel (0, 0) is sky-map pixel `origin`.
         a = w.pixel_to_world_values(0.0, 0.0)
-        b = sky.pixel_to_world_values(*map(float, patch.origin))
+        b = sky.pixel_to_world_values(*map(float, patch.origin[::-1]))
         np.testing.assert_allclose(a, b, atol=1e-12)
-        x0, y0, x1, y1 = patch.inner
+        y0, y1, x0, x1 = patch.inner
         assert (x1 - x0, y1 - y0) == (64, 64)
     # Every sky-map pixel lies in the inner region of exactly one patch.
-    xs, ys = np.meshgrid(np.arange(sm.size[0] * 64), np.arange(sm.size[1] * 64))
+    ys, xs = np.mgrid[: sm.size[0] * 64, : sm.size[1] * 64]
     count = np.zeros(xs.shape, int)
     for patch in sm.patches():
-        count += patch.is_inner(xs - patch.origin[0], ys - patch.origin[1])
+        count += patch.is_inner(ys - patch.origin[0], xs - patch.origin[1])
     assert (count == 1).all()
 
 
@@ -59,6 +59,6 @@ def test_footprints_fit_inside_the_sky_map():
     exposures = _exposures()
     sm = make_skymap(exposures, patch_size=50, border=5)
     for w, shape in exposures:
-        x0, y0, x1, y1 = sm.pixel_box(w, shape)
+        y0, y1, x0, x1 = sm.pixel_box(w, shape)
         assert x0 >= -0.5 and y0 >= -0.5
-        assert x1 <= sm.size[0] * 50 and y1 <= sm.size[1] * 50
+        assert y1 <= sm.size[0] * 50 and x1 <= sm.size[1] * 50

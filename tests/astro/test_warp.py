@@ -7,7 +7,8 @@ import pytest
 from reproject import reproject_interp
 from scipy.ndimage import gaussian_filter
 
-from sciimg.astro import DEFAULT_BITS, psf_match_sigma, warp
+from sciimg.astro import psf_match_sigma, warp
+from sciimg.io import DEFAULT_MASK_BITS
 from tests.astro.conftest import tan_wcs
 
 
@@ -32,7 +33,7 @@ def test_warp_matches_reproject_across_uneven_blocks(star_field):
     assert both.sum() > 0.9 * got.size
     np.testing.assert_allclose(got[both], ref[both], atol=2e-4 * np.abs(ref).max())
     # Outside the input the warp has no data, flagged as such.
-    nodata = 1 << DEFAULT_BITS["NO_DATA"]
+    nodata = 1 << DEFAULT_MASK_BITS["NO_DATA"]
     mask = out["mask"].compute()
     assert ((mask & nodata) != 0)[~np.isfinite(got)].all()
 
@@ -87,11 +88,11 @@ def test_flagged_pixels_leave_no_trace(star_field):
     hit = img.copy()
     hit[40, 60:63] += 5000.0  # a cosmic ray, flagged
     mask = np.zeros(shape, "i4")
-    mask[40, 60:63] = 1 << DEFAULT_BITS["CR"]
+    mask[40, 60:63] = 1 << DEFAULT_MASK_BITS["CR"]
     kwargs = {"psf_fwhm": 3.0, "target_fwhm": 4.0}
     clean = warp(img, np.ones(shape), mask, w, w, shape, **kwargs)["image"].compute()
     dirty = warp(hit, np.ones(shape), mask, w, w, shape, **kwargs)["image"].compute()
     np.testing.assert_allclose(dirty, clean, equal_nan=True)
     # Filled from their neighbours for the convolution, still flagged for the coadd.
     out_mask = warp(hit, np.ones(shape), mask, w, w, shape, **kwargs)["mask"].compute()
-    assert (out_mask[40, 60:63] & (1 << DEFAULT_BITS["CR"]) != 0).all()
+    assert (out_mask[40, 60:63] & (1 << DEFAULT_MASK_BITS["CR"]) != 0).all()

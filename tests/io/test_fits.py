@@ -128,7 +128,7 @@ def astropy_data(path, hdu):
 def test_exposure_matches_astropy(tmp_path):
     path = tmp_path / "visit-0410915_ccd05.fits"
     arrays = write_exposure(path)
-    exp = open_exposure(path, budget=41 * 4 * 7)  # 7 rows of 41 columns a chunk
+    exp = open_exposure(path, chunk_memory=41 * 4 * 7)  # 7 rows of 41 columns a chunk
     assert exp.id == "visit-0410915_ccd05" and exp.source == str(path)
     assert exp.image.chunks[0][:2] == (7, 7) and exp.image.chunks[0][-1] == 2
     for plane, arr, dtype in (
@@ -155,7 +155,7 @@ def test_exposure_matches_astropy(tmp_path):
 def test_exposure_pickles_and_opens_lazily(tmp_path):
     path = tmp_path / "exp.fits"
     arrays = write_exposure(path)
-    exp = open_exposure(path, budget=2000)
+    exp = open_exposure(path, chunk_memory=2000)
     again = pickle.loads(pickle.dumps(exp))
     assert again.mask_bits == exp.mask_bits and again.id == exp.id
     np.testing.assert_array_equal(again.variance.compute(), arrays["VARIANCE"])
@@ -188,7 +188,9 @@ def test_mask_bits_argument_overrides_header(tmp_path):
 def test_compressed_exposure(tmp_path):
     path = tmp_path / "exp.fits.fz"
     arrays = write_exposure(path, compress=True)
-    exp = open_exposure(path, budget=41 * 4 * 5)  # 5-row chunks across 16-row tiles
+    exp = open_exposure(
+        path, chunk_memory=41 * 4 * 5
+    )  # 5-row chunks across 16-row tiles
     np.testing.assert_array_equal(exp.image.compute(), arrays["IMAGE"])
     np.testing.assert_array_equal(exp.image.compute(), astropy_data(path, "IMAGE"))
 
@@ -229,13 +231,13 @@ def test_big_endian_scaled_like_astropy(tmp_path, kind):
     path = tmp_path / "scaled.fits"
     _scaled(kind).writeto(path)
     ref = astropy_data(path, 0)
-    img = open_image(path, budget=37 * 8 * 4)
-    assert img.dims == ("x", "y") and img.shape == (37, 23)
+    img = open_image(path, chunk_memory=37 * 8 * 4)
+    assert img.dims == ("y", "x") and img.shape == (23, 37)
     assert img.dtype == ref.dtype.newbyteorder("=") and img.dtype.isnative
-    assert img.data.numblocks[1] > 1  # chunks cut the rows unevenly
+    assert img.data.numblocks[0] > 1  # chunks cut the rows unevenly
     got = img.data.compute()
     assert got.dtype.isnative
-    np.testing.assert_array_equal(got.T, ref)
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_gzip_fits(tmp_path):
@@ -245,8 +247,8 @@ def test_gzip_fits(tmp_path):
     _scaled("int16 scaled").writeto(path)
     gz = tmp_path / "scaled.fits.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
-    img = open_image(gz, budget=37 * 4 * 3)
-    np.testing.assert_array_equal(img.data.compute().T, astropy_data(path, 0))
+    img = open_image(gz, chunk_memory=37 * 4 * 3)
+    np.testing.assert_array_equal(img.data.compute(), astropy_data(path, 0))
 
 
 @pytest.mark.parametrize(
@@ -259,9 +261,9 @@ def test_tile_compressed_rice(tmp_path, dtype, kwargs):
     fits.HDUList(
         [fits.PrimaryHDU(), fits.CompImageHDU(data, tile_shape=(16, 16), **kwargs)]
     ).writeto(path)
-    img = open_image(path, budget=61 * 2 * 7)
+    img = open_image(path, chunk_memory=61 * 2 * 7)
     assert img.attrs["hdu"] == "COMPRESSED_IMAGE" and img.dtype == np.dtype(dtype)
-    np.testing.assert_array_equal(img.data.compute().T, data)
+    np.testing.assert_array_equal(img.data.compute(), data)
     # Any window, across tile edges, as dask may ask for it.
     pixels = _FitsPixels(path, 1, (50, 61), np.dtype(dtype))
     np.testing.assert_array_equal(pixels[13:37, 5:50], data[13:37, 5:50])
@@ -275,13 +277,13 @@ def test_threads_read_one_file_together(tmp_path):
     fits.HDUList(
         [fits.PrimaryHDU(), fits.CompImageHDU(data, tile_shape=(8, 64))]
     ).writeto(path)
-    img = open_fits(path, budget=64 * 4 * 4)
+    img = open_fits(path, chunk_memory=64 * 4 * 4)
     with dask.config.set(scheduler="threads", num_workers=8):
         for _ in range(3):
-            np.testing.assert_array_equal(img.data.compute().T, data)
+            np.testing.assert_array_equal(img.data.compute(), data)
 
 
-def test_cube_is_x_y_z(tmp_path):
+def test_cube_is_z_y_x(tmp_path):
     w = WCS(naxis=3)
     w.wcs.ctype = ["RA---SIN", "DEC--SIN", "FREQ"]
     w.wcs.cdelt = [-1 / 3600, 1 / 3600, 1e6]
@@ -291,9 +293,9 @@ def test_cube_is_x_y_z(tmp_path):
     path = tmp_path / "cube.fits"
     fits.PrimaryHDU(cube, header=w.to_header()).writeto(path)
     img = open_fits(path)
-    assert img.dims == ("x", "y", "z") and img.shape == (7, 6, 4)
+    assert img.dims == ("z", "y", "x") and img.shape == (4, 6, 7)
     np.testing.assert_allclose(img.zooms, (1.0, 1.0, 1.0))
-    np.testing.assert_array_equal(img.data.compute(), cube.T)
+    np.testing.assert_array_equal(img.data.compute(), cube)
     assert img.affine[2, 2] == 1e6 and img.attrs["space_unit"] == "arcsecond"
 
 
@@ -304,7 +306,7 @@ def test_affine_is_linear_part_of_wcs(tmp_path):
     path = tmp_path / "exp.fits"
     write_exposure(path)
     img = open_fits(path)
-    assert img.dims == ("x", "y") and img.shape == (41, 30)
+    assert img.dims == ("y", "x") and img.shape == (30, 41)
     assert img.attrs["hdu"] == "IMAGE" and img.attrs["space_unit"] == "arcsecond"
     assert img.attrs["header"]["EXTNAME"] == "IMAGE"
     w = file_wcs(path)
@@ -315,7 +317,7 @@ def test_affine_is_linear_part_of_wcs(tmp_path):
     np.testing.assert_allclose((img.affine @ ijk1.T).T[:, :2], world, atol=1e-15)
     scales = np.sqrt((w.wcs.cd**2).sum(axis=0)) * 3600
     np.testing.assert_allclose(img.zooms, scales)
-    # The Image's (i, j) are the WCS's pixel (x, y).
+    # The Image's [j, i] are the WCS's pixel (x, y) = (i, j).
     back = wcs_from_attrs(img.attrs)
     assert back.pixel_to_world_values(3, 29) == w.pixel_to_world_values(3, 29)
 
@@ -336,7 +338,7 @@ def test_choose_hdu(tmp_path):
     arrays = write_exposure(path)
     mask = open_fits(path, hdu="MASK")
     assert mask.attrs["hdu"] == "MASK" and mask.dtype == np.int32
-    np.testing.assert_array_equal(mask.data.compute().T, arrays["MASK"])
+    np.testing.assert_array_equal(mask.data.compute(), arrays["MASK"])
     assert open_fits(path, hdu=3).attrs["hdu"] == "VARIANCE"
     with pytest.raises(InputError, match=r"HDU 0 \(PRIMARY\) holds no image data"):
         open_fits(path, hdu=0)
@@ -352,11 +354,11 @@ def test_choose_hdu(tmp_path):
 @pytest.mark.parametrize("name", ["m13.fits", "m13_gzip.fits", "m13_rice.fits"])
 def test_m13_like_astropy(name):
     path = M13 / name
-    img = open_image(path, budget="40KiB")
+    img = open_image(path, chunk_memory="40KiB")
     assert img.shape == (300, 300) and img.dtype == np.int16
     assert img.data.npartitions > 1
     ref_hdu = 0 if name == "m13.fits" else 1
-    got = img.data.compute().T
+    got = img.data.compute()
     np.testing.assert_array_equal(got, astropy_data(path, ref_hdu))
     if name != "m13_rice.fits":  # gzip tiles are lossless
         np.testing.assert_array_equal(got, astropy_data(M13 / "m13.fits", 0))
@@ -376,7 +378,7 @@ def test_dss_with_distortion():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = WCS(fits.getheader(DSS))
-        np.testing.assert_array_equal(img.data.compute().T, fits.getdata(DSS))
+        np.testing.assert_array_equal(img.data.compute(), fits.getdata(DSS))
     got = wcs_from_attrs(img.attrs).pixel_to_world_values([0, 50, 99], [0, 70, 99])
     np.testing.assert_allclose(got, ref.pixel_to_world_values([0, 50, 99], [0, 70, 99]))
     json.dumps(img.attrs)  # the header's odd cards still give plain JSON
@@ -476,7 +478,7 @@ def test_cli_info_and_ingest_fits(tmp_path, cli):
     assert sorted(image_names(store / "exp")) == ["image", "mask", "variance"]
     for name in ("image", "mask", "variance"):
         back = open_zarr(store / "exp", name)
-        np.testing.assert_array_equal(back.data.compute().T, arrays[name.upper()])
+        np.testing.assert_array_equal(back.data.compute(), arrays[name.upper()])
     again = cli("info", store / "m13_rice")
     assert again.exit_code == 0 and "RA---TAN DEC--TAN (FK5)" in again.output
     twice = cli("ingest", path, path, "--out", tmp_path / "twice.zarr")

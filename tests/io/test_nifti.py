@@ -31,11 +31,11 @@ def test_open_reads_nothing(tmp_path, example4d):
 
 
 def test_chunks_follow_budget(example4d):
-    img = open_nifti(example4d, budget="1MiB")  # one volume is 576 KiB of int16
+    img = open_nifti(example4d, chunk_memory="1MiB")  # one volume is 576 KiB of int16
     assert img.data.numblocks == (1, 1, 1, 2)  # whole volumes, one per chunk
-    tiny = open_nifti(example4d, budget="100KiB")  # not even one volume fits
+    tiny = open_nifti(example4d, chunk_memory="100KiB")  # not even one volume fits
     assert np.prod(tiny.data.chunksize) * 2 <= 100 * 1024 < 576 * 1024
-    small = open_nifti(example4d, budget="2MiB")
+    small = open_nifti(example4d, chunk_memory="2MiB")
     assert small.data.numblocks == (1, 1, 1, 1)
     np.testing.assert_array_equal(img.data.compute(), small.data.compute())
     np.testing.assert_array_equal(tiny.data.compute(), small.data.compute())

@@ -8,7 +8,6 @@ import pytest
 from sciimg import kernels
 from sciimg.astro import (
     COADD_BITS,
-    DEFAULT_BITS,
     WARP_BAD,
     bitmask,
     calibrate,
@@ -18,6 +17,7 @@ from sciimg.astro import (
     input_box,
     psf_match_sigma,
 )
+from sciimg.io import DEFAULT_MASK_BITS
 from tests.astro.conftest import render, tan_wcs
 
 BITS = (bitmask(WARP_BAD), bitmask(["SAT"]), bitmask(["NO_DATA"]))
@@ -34,9 +34,9 @@ def field():
     shape = (96, 120)
     img = render(shape, stars, 3.0, sky_sigma=1.0)
     mask = np.zeros(shape, "i4")
-    mask[40, 60:63] = 1 << DEFAULT_BITS["CR"]
+    mask[40, 60:63] = 1 << DEFAULT_MASK_BITS["CR"]
     img[40, 60:63] += 5000.0
-    mask[20:23, 30:33] = 1 << DEFAULT_BITS["SAT"]
+    mask[20:23, 30:33] = 1 << DEFAULT_MASK_BITS["SAT"]
     var = np.full(shape, 2.0)
     var[70, 10] = np.nan
     return shape, img, var, mask
@@ -142,7 +142,7 @@ def test_calibrate_and_detect_kernels_are_the_libraries(field):
         k = kernels.kernel(name)
         assert k.resolve(img) is k.resolve(img, "reference")
     got = kernels.calibrate_ccd(
-        img.astype("f4") + 100, var, mask, mask_bits=DEFAULT_BITS, saturate=2500.0
+        img.astype("f4") + 100, var, mask, mask_bits=DEFAULT_MASK_BITS, saturate=2500.0
     )
     lazy = calibrate(img.astype("f4") + 100, var, mask, saturate=2500.0)
     names = ("image", "variance", "mask", "background")

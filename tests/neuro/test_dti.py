@@ -18,7 +18,7 @@ def test_maps_equal_tensor_model(dataset, uneven, fit_method):
         gtab,
         mask=da.from_array(mask, chunks=4),
         fit_method=fit_method,
-        budget="16KiB",
+        chunk_memory="16KiB",
     )
     assert maps["fa"].npartitions > 1  # the fit really ran on several blocks
     got = dict(zip(DTI_MAPS, da.compute(*maps.values()), strict=True))

@@ -67,11 +67,11 @@ def score(output: Path, survey: Path) -> Score:
             if wcs.wcs.has_cd()
             else abs(wcs.wcs.cdelt[0]) * 3600
         )
-        image = open_zarr(group, "image").data.T.compute()
-        var = open_zarr(group, "variance").data.T.compute()
-        depth = open_zarr(group, "depth").data.T.compute()
-        mask = open_zarr(group, "mask").data.T.compute()
-        x0, y0, x1, y1 = attrs["inner"]
+        image = open_zarr(group, "image").data.compute()
+        var = open_zarr(group, "variance").data.compute()
+        depth = open_zarr(group, "depth").data.compute()
+        mask = open_zarr(group, "mask").data.compute()
+        y0, y1, x0, x1 = attrs["inner"]
         sigma_t = attrs["psf_fwhm"] / FWHM_PER_SIGMA
         x, y = wcs.world_to_pixel_values(truth["ra"], truth["dec"])
         xi, yi = np.round(x).astype(int), np.round(y).astype(int)

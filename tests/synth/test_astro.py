@@ -6,15 +6,15 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from scipy.ndimage import median_filter
 
+from sciimg.io import DEFAULT_MASK_BITS
 from sciimg.synth import (
-    MASK_BITS,
     make_sky_catalog,
     render_exposure,
     write_astro_survey,
 )
 
-SAT = 1 << MASK_BITS["SAT"]
-BAD = 1 << MASK_BITS["BAD"]
+SAT = 1 << DEFAULT_MASK_BITS["SAT"]
+BAD = 1 << DEFAULT_MASK_BITS["BAD"]
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_fits_contract(survey, truth):
                 assert "PC1_1" not in h and "CDELT1" not in h
             assert hdul["IMAGE"].header["BUNIT"] == "adu"
             mask_hdr = hdul["MASK"].header
-            assert {k: mask_hdr[f"MP_{k}"] for k in MASK_BITS} == {
+            assert {k: mask_hdr[f"MP_{k}"] for k in DEFAULT_MASK_BITS} == {
                 "BAD": 0, "SAT": 1, "INTRP": 2, "CR": 3, "EDGE": 4, "NO_DATA": 8
             }  # fmt: skip
             used = np.bitwise_or.reduce(hdul["MASK"].data.ravel())

@@ -13,14 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from sciimg.astro._masks import (
-    BAD_FLAGS,
-    DEFAULT_BITS,
-    _flagged,
-    _native,
-    bitmask,
-    whole,
-)
+from sciimg.astro._masks import BAD_FLAGS, _flagged, _native, bitmask, whole
+from sciimg.io import DEFAULT_MASK_BITS
 
 __all__ = ["calibrate", "detect_cosmic_rays", "estimate_background"]
 
@@ -240,7 +234,7 @@ def calibrate(
     import dask
     import dask.array as da
 
-    bits = dict(DEFAULT_BITS if mask_bits is None else mask_bits)
+    bits = dict(DEFAULT_MASK_BITS if mask_bits is None else mask_bits)
     planes = [image, variance, mask]
     arrays = [None if p is None else da.asarray(p) for p in planes]
     shape = arrays[0].shape

@@ -3,7 +3,7 @@
 Each output block stacks the visits of that block of sky only (visits whole,
 sky in chunks). :func:`coadd_patch` keeps a task's memory bounded as visits grow:
 a block holds one float32 value and variance per covering exposure and pixel,
-its side shrinks so that this stack fits a budget, and the clipping works on a
+its side shrinks so that this stack fits a memory budget, and the clipping works on a
 few rows at a time.
 """
 

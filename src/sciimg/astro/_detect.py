@@ -250,7 +250,7 @@ def detect(
         ra = dec = np.full(n, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = np.where(flux_err > 0, flux / flux_err, np.nan)
-    keep = np.ones(n, dtype=bool) if patch is None else patch.is_inner(x, y)
+    keep = np.ones(n, dtype=bool) if patch is None else patch.is_inner(y, x)
     table = Table(
         {
             "id": np.arange(1, int(keep.sum()) + 1, dtype=np.int64),

@@ -8,15 +8,14 @@ import numpy as np
 
 from sciimg.io import DEFAULT_MASK_BITS
 
-__all__ = ["BAD_FLAGS", "COADD_BITS", "DEFAULT_BITS", "bitmask", "whole"]
+__all__ = ["BAD_FLAGS", "COADD_BITS", "bitmask", "whole"]
 
-#: Bit index of each named flag when a file does not say (LSST's ``MP_*`` order);
-#: the reader's table, so files and steps agree.
-DEFAULT_BITS: dict[str, int] = DEFAULT_MASK_BITS
+# The bits of a file that does not name its own are the reader's table,
+# sciimg.io.DEFAULT_MASK_BITS, so that files, steps and the phantoms agree.
 
 #: Bits of a coadd's mask plane: the input flags that matter downstream, plus
 #: ``CLIPPED`` where at least one visit was rejected as an outlier.
-COADD_BITS: dict[str, int] = {**DEFAULT_BITS, "CLIPPED": 9}
+COADD_BITS: dict[str, int] = {**DEFAULT_MASK_BITS, "CLIPPED": 9}
 
 #: Flags whose pixels carry no usable signal: left out of an exposure's
 #: background and of the stars that measure its PSF.
@@ -33,7 +32,7 @@ def bitmask(names: Iterable[str], bits: Mapping[str, int] | None = None) -> int:
     >>> bitmask(["CR", "UNKNOWN"], {"CR": 5})
     32
     """
-    bits = DEFAULT_BITS if bits is None else bits
+    bits = DEFAULT_MASK_BITS if bits is None else bits
     value = 0
     for name in names:
         if name in bits:

@@ -4,7 +4,7 @@ Each exposure that covers the patch is warped and PSF-matched once, by one task,
 over the bounding box of its footprint (:func:`warp_footprint`), and the co-add
 tasks, one per block of sky, take their box of each warp. A block's stack of
 visits is what bounds its memory: its side shrinks as exposures are added, so
-that the stack fits a budget.
+that the stack fits a memory budget.
 
 Where the warps wait between the two depends on ``scratch``. Without it they are
 task results held by the workers, so a patch's warps may all be in memory at
@@ -32,6 +32,7 @@ from sciimg.astro._patch_tasks import (
     _Reader,
     _warp_task,
 )
+from sciimg.astro._psf import target_psf_fwhm
 from sciimg.astro._warp import (
     BLOCK,
     _block_grid,
@@ -40,6 +41,7 @@ from sciimg.astro._warp import (
     input_box,
     psf_match_sigma,
 )
+from sciimg.io import chunk_budget
 
 __all__ = ["WarpSource", "coadd_patch"]
 
@@ -62,9 +64,12 @@ class WarpSource:
     mask_bits: Mapping[str, int] | None = None
 
 
-#: Bytes of visit stack (float32 value and variance per exposure and pixel) that
-#: one block task of :func:`coadd_patch` may hold by default.
-STACK_MEMORY = 32 * 2**20
+#: A block task's visit stack (float32 value and variance per exposure and
+#: pixel) is ``chunk_memory`` divided by this. With Dask's default chunk size
+#: (128 MiB) that is the 32 MiB stack at which the workers' peak memory was
+#: measured flat from 2 to 24 visits (docs/astro_memory.md); the task holds its
+#: four output planes and one warp's box beside it.
+STACK_SHARE = 4
 #: Smallest default block side: below it the per-task costs outweigh the block.
 MIN_BLOCK = 64
 
@@ -153,7 +158,7 @@ def coadd_patch(
     iterations: int = 2,
     clip: Clip = "variance",
     chunks: Any = None,
-    memory: int | str | None = None,
+    chunk_memory: int | str | None = None,
     name: str = "coadd",
     scratch: str | Path | None = None,
     implementation: str = "fast",
@@ -165,7 +170,7 @@ def coadd_patch(
     task per block of sky co-adds its box of each warp. A block task holds a
     float32 value and variance per covering exposure and pixel; by default the
     block side shrinks as exposures are added so that this stack stays within
-    ``memory`` (``docs/astro_memory.md``).
+    a quarter of ``chunk_memory`` (``docs/astro_memory.md``).
 
     Parameters
     ----------
@@ -176,15 +181,16 @@ def coadd_patch(
         The patch grid.
     target_fwhm : float, optional
         PSF FWHM (pixels) to match every exposure to; default the largest
-        ``psf_fwhm`` among ``sources``.
+        ``psf_fwhm`` among ``sources`` (:func:`target_psf_fwhm`).
     mask_bits, nsigma, iterations, clip
         As for :func:`coadd`.
     chunks : optional
-        Sky blocks, as dask chunks; overrides ``memory``.
-    memory : int or str, optional
-        Bytes of visit stack per block task (default :data:`STACK_MEMORY`, 32 MiB):
-        square blocks of side ``sqrt(memory / (8 * len(sources)))``, between
-        :data:`MIN_BLOCK` and :data:`BLOCK` pixels.
+        Sky blocks, as dask chunks; overrides ``chunk_memory``.
+    chunk_memory : int or str, optional
+        Bytes per chunk (default Dask's ``array.chunk-size``). A block task holds
+        a visit stack of a quarter of it (:data:`STACK_SHARE`): square blocks of
+        side ``sqrt(stack / (8 * len(sources)))``, between :data:`MIN_BLOCK` and
+        :data:`BLOCK` pixels.
     name : str
         Prefix of the block tasks' names (shown on the dashboard); the warp
         tasks' names start with ``warp`` instead of ``coadd``.
@@ -221,14 +227,11 @@ def coadd_patch(
     (4, 0.25)
     """
     import dask
-    from dask.utils import parse_bytes
 
     if not sources:
         msg = "coadd_patch needs at least one exposure"
         raise ValueError(msg)
-    if target_fwhm is None:
-        fwhms = [s.psf_fwhm for s in sources if s.psf_fwhm is not None]
-        target_fwhm = max(fwhms) if fwhms else None
+    target_fwhm = target_psf_fwhm((s.psf_fwhm for s in sources), target_fwhm)
     bits = _coadd_bits(mask_bits)
     coadd_kw = {
         **bits,
@@ -238,8 +241,8 @@ def coadd_patch(
         "implementation": implementation,
     }
     if chunks is None:
-        budget = STACK_MEMORY if memory is None else parse_bytes(memory)
-        chunks = _block_side(len(sources), budget)
+        stack = chunk_budget(chunk_memory) // STACK_SHARE
+        chunks = _block_side(len(sources), stack)
     dest = None
     if scratch is not None:
         # Made here, once: a task never makes it, so none can bring it back

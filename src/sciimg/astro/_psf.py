@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -10,7 +10,7 @@ from sciimg.astro._masks import BAD_FLAGS, _flagged, _native, bitmask
 from sciimg.constants import FWHM_PER_SIGMA
 from sciimg.errors import InputError
 
-__all__ = ["measure_psf_fwhm"]
+__all__ = ["measure_psf_fwhm", "target_psf_fwhm"]
 
 
 def measure_psf_fwhm(
@@ -108,6 +108,28 @@ def measure_psf_fwhm(
     # sigma² measured from pixel sums.
     sigma2 = (np.median(stars) / np.sqrt(2 * np.log(2))) ** 2 - 1.0 / 12.0
     return float(FWHM_PER_SIGMA * np.sqrt(max(sigma2, 0.0)))
+
+
+def target_psf_fwhm(
+    fwhms: Iterable[float | None], psf_fwhm: float | None = None
+) -> float | None:
+    """The PSF FWHM a patch's exposures are matched to before co-adding.
+
+    ``psf_fwhm`` when given (a survey's fixed target); otherwise the widest PSF
+    among the exposures, so that every one is blurred to it and none has to be
+    sharpened; None when no PSF is known (no matching).
+
+    Examples
+    --------
+    >>> target_psf_fwhm([3.1, None, 4.2]), target_psf_fwhm([3.1], 5.0)
+    (4.2, 5.0)
+    >>> target_psf_fwhm([None]) is None
+    True
+    """
+    if psf_fwhm:
+        return float(psf_fwhm)
+    known = [float(f) for f in fwhms if f is not None]
+    return max(known) if known else None
 
 
 def _total(data: np.ndarray, objects) -> np.ndarray:

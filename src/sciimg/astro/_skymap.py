@@ -4,6 +4,11 @@ As in LSST's ``DiscreteSkyMap``, every patch shares the projection and pixel gri
 of one tangent-plane WCS, so patches line up pixel for pixel, and each has an
 *inner* region (the tiles partition the sky) plus a *border* of overlap with its
 neighbours, so that sources near an edge are detected whole in some patch.
+
+Every pair here is in array order, ``(y, x)``, and every box is
+``(y0, y1, x0, x1)`` with the ends excluded, as for NumPy slices and as in
+:func:`~sciimg.astro.footprint_box`. Only FITS-facing values keep FITS order:
+the WCS's ``CRPIX`` and the patch names, ``patch-<column>-<row>``.
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ class Patch:
     Attributes
     ----------
     index : (int, int)
-        Column and row of the patch in the sky map.
+        Row and column of the patch in the sky map.
     origin : (int, int)
-        Sky-map pixel (x, y) of the patch's first pixel, border included.
+        Sky-map pixel (y, x) of the patch's first pixel, border included.
     shape : (int, int)
         (ny, nx) of the patch grid, border included.
     inner : (int, int, int, int)
-        ``(x0, y0, x1, y1)`` of the inner region in patch pixels (x1, y1 excluded).
+        ``(y0, y1, x0, x1)`` of the inner region in patch pixels (y1, x1 excluded).
     header : str
         The patch's FITS WCS header.
     """
@@ -42,8 +47,8 @@ class Patch:
 
     @property
     def id(self) -> str:
-        """Name of the patch, e.g. ``patch-1-0``."""
-        return f"patch-{self.index[0]}-{self.index[1]}"
+        """Name of the patch, ``patch-<column>-<row>``, e.g. ``patch-1-0``."""
+        return f"patch-{self.index[1]}-{self.index[0]}"
 
     @property
     def wcs(self):
@@ -53,10 +58,10 @@ class Patch:
 
         return WCS(Header.fromstring(self.header))
 
-    def is_inner(self, x, y) -> np.ndarray:
+    def is_inner(self, y, x) -> np.ndarray:
         """Whether patch pixel positions lie in the inner region (primary sources)."""
-        x0, y0, x1, y1 = self.inner
-        x, y = np.asarray(x), np.asarray(y)
+        y0, y1, x0, x1 = self.inner
+        y, x = np.asarray(y), np.asarray(x)
         return (x >= x0 - 0.5) & (x < x1 - 0.5) & (y >= y0 - 0.5) & (y < y1 - 0.5)
 
 
@@ -73,9 +78,9 @@ class SkyMap:
     patch_size, border : int
         Inner patch side and overlap border, in pixels.
     size : (int, int)
-        Number of patches along x and y.
+        Number of patches along y and x (rows, columns).
     origin : (float, float)
-        Sky-map pixel coordinates of the tangent point.
+        Sky-map pixel (y, x) of the tangent point.
     """
 
     ra: float
@@ -87,46 +92,57 @@ class SkyMap:
     origin: tuple[float, float]
 
     def wcs(self, offset: tuple[int, int] = (0, 0)):
-        """The sky map's TAN WCS, for a grid starting at sky-map pixel ``offset``."""
+        """The sky map's TAN WCS, for a grid starting at sky-map pixel ``offset``
+        (y, x)."""
         from astropy.wcs import WCS
 
         w = WCS(naxis=2)
         w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
         w.wcs.crval = [self.ra, self.dec]
-        # FITS pixels count from 1; sky-map pixel 0 is FITS pixel 1.
-        w.wcs.crpix = [self.origin[0] - offset[0] + 1, self.origin[1] - offset[1] + 1]
+        # FITS pixels count from 1; sky-map pixel 0 is FITS pixel 1. CRPIX is
+        # in FITS order, (x, y).
+        w.wcs.crpix = [self.origin[1] - offset[1] + 1, self.origin[0] - offset[0] + 1]
         scale = self.pixel_scale / 3600.0
         w.wcs.cd = [[-scale, 0.0], [0.0, scale]]  # north up, east left
         w.wcs.radesys = "ICRS"
         w.wcs.equinox = 2000.0
         return w
 
-    def patch(self, ix: int, iy: int) -> Patch:
-        """Patch ``(ix, iy)``."""
-        if not (0 <= ix < self.size[0] and 0 <= iy < self.size[1]):
-            msg = f"patch ({ix}, {iy}) is outside the sky map of {self.size} patches"
+    def patch(self, iy: int, ix: int) -> Patch:
+        """The patch in row ``iy`` and column ``ix``.
+
+        Examples
+        --------
+        >>> sm = SkyMap(10.0, 0.0, 1.0, 100, 10, (2, 3), (150.0, 150.0))
+        >>> p = sm.patch(1, 2)
+        >>> p.id, p.origin, p.shape, p.inner
+        ('patch-2-1', (90, 190), (120, 120), (10, 110, 10, 110))
+        """
+        if not (0 <= iy < self.size[0] and 0 <= ix < self.size[1]):
+            msg = f"patch ({iy}, {ix}) is outside the sky map of {self.size} patches"
             raise IndexError(msg)
         p, b = self.patch_size, self.border
-        origin = (ix * p - b, iy * p - b)
+        origin = (iy * p - b, ix * p - b)
         shape = (p + 2 * b, p + 2 * b)
         header = self.wcs(origin).to_header()
         header["NAXIS1"], header["NAXIS2"] = shape[1], shape[0]
-        return Patch((ix, iy), origin, shape, (b, b, b + p, b + p), header.tostring())
+        return Patch((iy, ix), origin, shape, (b, b + p, b, b + p), header.tostring())
 
     def patches(self) -> list[Patch]:
         """All patches, row by row."""
         return [
-            self.patch(ix, iy)
-            for iy in range(self.size[1])
-            for ix in range(self.size[0])
+            self.patch(iy, ix)
+            for iy in range(self.size[0])
+            for ix in range(self.size[1])
         ]
 
     def pixel_box(self, wcs, shape: Sequence[int]) -> tuple[float, float, float, float]:
-        """Sky-map pixel bounding box ``(x0, y0, x1, y1)`` of an image's footprint."""
+        """Sky-map pixel bounding box ``(y0, y1, x0, x1)`` of an image's footprint
+        (pixel centres of its edges, ends included)."""
         ys, xs = _edge_samples(shape)
         world = wcs.pixel_to_world_values(xs, ys)
         x, y = self.wcs().world_to_pixel_values(*world)
-        return float(x.min()), float(y.min()), float(x.max()), float(y.max())
+        return float(y.min()), float(y.max()), float(x.min()), float(x.max())
 
     def patches_for(self, wcs, shape: Sequence[int]) -> list[Patch]:
         """The patches (borders included) that an image of ``shape`` overlaps.
@@ -140,18 +156,18 @@ class SkyMap:
         >>> len(sm.patches_for(sm.wcs((85, 85)), (30, 30)))
         4
         """
-        x0, y0, x1, y1 = self.pixel_box(wcs, shape)
+        y0, y1, x0, x1 = self.pixel_box(wcs, shape)
         p, b = self.patch_size, self.border
         out = []
-        for iy in range(self.size[1]):
-            for ix in range(self.size[0]):
+        for iy in range(self.size[0]):
+            for ix in range(self.size[1]):
                 if (
                     x1 >= ix * p - b - 0.5
                     and x0 < (ix + 1) * p + b - 0.5
                     and y1 >= iy * p - b - 0.5
                     and y0 < (iy + 1) * p + b - 0.5
                 ):
-                    out.append(self.patch(ix, iy))
+                    out.append(self.patch(iy, ix))
         return out
 
     def to_dict(self) -> dict:
@@ -243,8 +259,8 @@ def make_skymap(
     )
     x, y = probe.wcs().world_to_pixel_values(corners.ra.deg, corners.dec.deg)
     # Shift so the footprints start at pixel 0 and count whole patches.
-    origin = (float(np.ceil(-x.min() + 0.5)), float(np.ceil(-y.min() + 0.5)))
-    extent = (x.max() + origin[0] + 0.5, y.max() + origin[1] + 0.5)
+    origin = (float(np.ceil(-y.min() + 0.5)), float(np.ceil(-x.min() + 0.5)))
+    extent = (y.max() + origin[0] + 0.5, x.max() + origin[1] + 0.5)
     size = (
         max(1, int(np.ceil(extent[0] / patch_size))),
         max(1, int(np.ceil(extent[1] / patch_size))),

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from sciimg.astro._masks import DEFAULT_BITS, _flagged, bitmask, whole
+from sciimg.astro._masks import _flagged, bitmask, whole
 from sciimg.constants import FWHM_PER_SIGMA
+from sciimg.io import DEFAULT_MASK_BITS
 
 __all__ = ["input_box", "psf_match", "psf_match_sigma", "warp"]
 
@@ -239,7 +240,7 @@ def warp(
     import dask
     import dask.array as da
 
-    bits = dict(DEFAULT_BITS if mask_bits is None else mask_bits)
+    bits = dict(DEFAULT_MASK_BITS if mask_bits is None else mask_bits)
     bad, no_data = bitmask(WARP_BAD, bits), bitmask(["NO_DATA"], bits)
     image, variance, mask = (da.asarray(a) for a in (image, variance, mask))
     sigma = psf_match_sigma(psf_fwhm, target_fwhm)

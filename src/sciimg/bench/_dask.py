@@ -75,8 +75,7 @@ def run_astro(workload: Workload, out: Path, params: dict, *, workers: int = 1):
     for store in sorted((run_dir / "coadd.zarr").iterdir()):
         if not store.is_dir() or not store.name.startswith("patch-"):
             continue
-        # The store holds (x, y) like every sciimg image; the layout is (y, x).
-        save_coadd(out, store.name, np.asarray(open_zarr(store, "image").data.T))
+        save_coadd(out, store.name, np.asarray(open_zarr(store, "image").data))
         catalog = run_dir / "catalogs" / f"{store.name}.parquet"
         if catalog.exists():
             tables.append(Table.read(catalog, format="parquet"))

@@ -285,11 +285,12 @@ def detect_sources(coadd: Mapping[str, np.ndarray], patch, params: Mapping[str, 
 
 def target_fwhm(fwhms: Sequence[float | None], params: Mapping[str, Any]):
     """The PSF a patch's warps are matched to: configured, else the widest."""
-    known = [f for f in fwhms if f is not None]
-    return params.get("psf_fwhm") or (max(known) if known else None)
+    from sciimg.astro import target_psf_fwhm
+
+    return target_psf_fwhm(fwhms, params.get("psf_fwhm"))
 
 
 def patch_of(skymap, patch_id: str):
-    """The patch ``patch-<ix>-<iy>`` of a sky map."""
+    """The patch ``patch-<column>-<row>`` of a sky map."""
     ix, iy = (int(v) for v in patch_id.split("-")[1:])
-    return skymap.patch(ix, iy)
+    return skymap.patch(iy, ix)

@@ -40,7 +40,7 @@ def open_dwi(
     bval, bvec : str or Path, optional
         Gradient files; by default found beside ``path`` (BIDS or HCP names).
     **kwargs
-        Passed to the reader (``chunks``, ``budget``).
+        Passed to the reader (``chunks``, ``chunk_memory``).
 
     Returns
     -------

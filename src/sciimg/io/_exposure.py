@@ -133,7 +133,7 @@ def open_exposure(
     mask: str | int | None = "MASK",
     variance: str | int | None = "VARIANCE",
     mask_bits: Mapping[str, int] | None = None,
-    budget: int | str | None = None,
+    chunk_memory: int | str | None = None,
 ) -> Exposure:
     """Open a processed exposure lazily, checking it from its headers alone.
 
@@ -146,7 +146,7 @@ def open_exposure(
     mask_bits : mapping of str to int, optional
         Mask plane bit indices, overriding those the MASK header names
         (``MP_<NAME>`` keywords); without either, :data:`DEFAULT_MASK_BITS`.
-    budget : int or str, optional
+    chunk_memory : int or str, optional
         Bytes per chunk (default Dask's ``array.chunk-size``); every plane gets the
         same chunks.
 
@@ -222,7 +222,7 @@ def open_exposure(
             index,
             shapes[plane],
             np.dtype(_DTYPES[plane]),
-            budget=budget,
+            chunk_memory=chunk_memory,
         )
         for plane, index in where.items()
     }

@@ -1,11 +1,12 @@
 """FITS images (astropy), opened lazily as dask arrays with their WCS.
 
 FITS stores its first axis (``NAXIS1``, x) fastest, so astropy gives arrays in numpy
-order ``(..., y, x)``. An :class:`~sciimg.io.Image` is in NIfTI order (x first), so
-its data is the transposed array; the Zarr writer reverses the axes again, so the
-stored bytes are in FITS order. The WCS travels in ``Image.attrs`` as header
-keywords (:func:`wcs_from_attrs` rebuilds it); pixel axes of the WCS are the Image's
-axes, so ``wcs.pixel_to_world(i, j)`` takes Image indices as they are.
+order ``(..., y, x)``, and so does sciimg: a sky image's axes are ``("y", "x")``
+(``("z", "y", "x")`` for a cube), its array is astropy's, and the Zarr store holds
+the same bytes in the same order. The WCS travels in ``Image.attrs`` as header
+keywords (:func:`wcs_from_attrs` rebuilds it); as everywhere in astropy, its pixel
+axes are in FITS order, so ``wcs.pixel_to_world(x, y)`` takes ``data[y, x]``'s
+indices reversed (``wcs.array_index_to_world(y, x)`` takes them as they are).
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def _find_hdu(path: Path, hdul: HDUList, key: int | str) -> int:
 
 
 def _image_from_hdu(
-    path: Path, hdul: HDUList, index: int, *, budget: int | str | None
+    path: Path, hdul: HDUList, index: int, *, chunk_memory: int | str | None
 ) -> Image:
     hdu = hdul[index]
     shape = _image_shape(hdu)
@@ -214,11 +215,11 @@ def _image_from_hdu(
     }
     if wcs is not None and wcs.has_celestial:
         attrs["space_unit"] = "arcsecond"
-    data = _lazy(path, index, shape, dtype, budget=budget)
+    data = _lazy(path, index, shape, dtype, chunk_memory=chunk_memory)
     return Image(
-        data.transpose(tuple(reversed(range(len(shape))))),
+        data,
         affine,
-        default_dims(len(shape)),
+        tuple(reversed(default_dims(len(shape)))),
         zooms,
         source=str(path),
         attrs=attrs,
@@ -229,7 +230,7 @@ def open_fits(
     path: str | Path,
     *,
     hdu: int | str | None = None,
-    budget: int | str | None = None,
+    chunk_memory: int | str | None = None,
 ) -> Image:
     """Open one image of a FITS file lazily; only headers are read.
 
@@ -240,15 +241,15 @@ def open_fits(
         (``.fits.fz``); big-endian and BSCALE/BZERO-scaled pixels are handled.
     hdu : int or str, optional
         The HDU by index or EXTNAME; default the first one holding image data.
-    budget : int or str, optional
+    chunk_memory : int or str, optional
         Bytes per chunk (default Dask's ``array.chunk-size``); chunks hold whole
         rows (whole planes of a cube) where they fit.
 
     Returns
     -------
     Image
-        Axes in NIfTI order, ``("x", "y")`` or ``("x", "y", "z")``: the transpose
-        of astropy's array. ``affine`` maps 0-based pixel indices to intermediate
+        Axes in array order, ``("y", "x")`` or ``("z", "y", "x")``: astropy's
+        array, as it is. ``affine`` maps 0-based pixel indices to intermediate
         world coordinates (degrees for celestial axes), the WCS's linear part, or
         is the identity without a WCS; ``zooms`` are pixel scales in arcseconds
         (1.0 without a celestial WCS). ``attrs`` hold ``"wcs"`` (its keywords,
@@ -268,7 +269,7 @@ def open_fits(
     ...                     "compressed", "tests", "data")
     >>> img = open_fits(os.path.join(data, "m13_rice.fits"))
     >>> img.shape, img.dims, img.dtype, img.attrs["space_unit"]
-    ((300, 300), ('x', 'y'), dtype('int16'), 'arcsecond')
+    ((300, 300), ('y', 'x'), dtype('int16'), 'arcsecond')
     >>> round(img.zooms[0], 3)
     1.0
     """
@@ -283,11 +284,11 @@ def open_fits(
                     path, f"has no image data (extensions: {_extensions(hdul)})"
                 )
             index = found[0]
-        return _image_from_hdu(path, hdul, index, budget=budget)
+        return _image_from_hdu(path, hdul, index, chunk_memory=chunk_memory)
 
 
 def open_fits_images(
-    path: str | Path, *, budget: int | str | None = None
+    path: str | Path, *, chunk_memory: int | str | None = None
 ) -> dict[str, Image]:
     """Every image HDU of a FITS file, lazily, by lowercase EXTNAME.
 
@@ -310,7 +311,7 @@ def open_fits_images(
             name = hdu.name.lower() or f"hdu{index}"
             if name in images:
                 name = f"{name}_{index}"
-            images[name] = _image_from_hdu(path, hdul, index, budget=budget)
+            images[name] = _image_from_hdu(path, hdul, index, chunk_memory=chunk_memory)
         if not images:
             raise InputError(
                 path, f"has no image data (extensions: {_extensions(hdul)})"

@@ -129,7 +129,7 @@ def _lazy(
     shape: tuple[int, ...],
     dtype: np.dtype,
     *,
-    budget: int | str | None,
+    chunk_memory: int | str | None,
 ) -> da.Array:
     """One HDU's pixels as a dask array in numpy order, whole rows per chunk."""
     import dask.array as da
@@ -139,7 +139,7 @@ def _lazy(
     # Whole rows (planes for cubes) are contiguous on disk: one read per chunk.
     last = len(shape) - 1
     whole = (last,) if len(shape) < 3 else (last - 1, last)
-    chunks = chunks_for(shape, dtype, budget=budget, whole=whole)
+    chunks = chunks_for(shape, dtype, chunk_memory=chunk_memory, whole=whole)
     stat = path.stat()
     token = tokenize(
         str(path.resolve()), stat.st_size, stat.st_mtime_ns, index, dtype.str

@@ -155,7 +155,7 @@ def describe_wcs(image: Image) -> str | None:
     if not wcs.has_celestial or image.data.ndim < 2:
         return None
     cel = wcs.celestial
-    nx, ny = image.shape[:2]
+    nx, ny = (image.shape[image.dims.index(axis)] for axis in ("x", "y"))
     ra, dec = (float(v) for v in cel.pixel_to_world_values((nx - 1) / 2, (ny - 1) / 2))
     sx, sy = image.zooms[:2]
     frame = cel.wcs.radesys or "ICRS"

@@ -18,19 +18,25 @@ __all__ = ["Image"]
 class Image:
     """A chunked image with the geometry it came with.
 
-    Axes follow the NIfTI convention (``x, y, z`` then any non-spatial axes), so
-    arrays can go straight into dipy.
+    The axes are named by ``dims``, in each field's own order: volumes (NIfTI)
+    in NIfTI order, ``x, y, z`` then any non-spatial axes, so arrays go straight
+    into dipy; sky images (FITS) in array order, ``y, x`` (``z, y, x`` for a
+    cube), as astropy, sep and photutils take them. ``affine`` and ``zooms`` are
+    indexed by spatial axis *name*, ``x, y, z``, whatever the order of the
+    array's axes.
 
     Parameters
     ----------
     data : dask.array.Array
         The voxels, lazily.
     affine : ndarray, shape (4, 4)
-        Voxel indices (i, j, k) to world (scanner) millimetres.
+        Spatial indices (x, y, z) to world (scanner millimetres; for sky images
+        intermediate world coordinates in degrees).
     dims : tuple of str
-        Axis names, e.g. ``("x", "y", "z", "volume")``.
+        Axis names, e.g. ``("x", "y", "z", "volume")`` or ``("y", "x")``.
     zooms : tuple of float
-        Voxel size per spatial axis, in millimetres.
+        Voxel size per spatial axis (x, y, z), in millimetres (arcseconds for
+        sky images).
     gtab : dipy GradientTable, optional
         The diffusion gradient table, when the image is a diffusion series.
     source : str, optional
@@ -66,6 +72,10 @@ class Image:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.dims)
 
     @property
     def dtype(self) -> np.dtype:

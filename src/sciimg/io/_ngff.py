@@ -134,9 +134,9 @@ def stored_chunks(
     shape: Sequence[int],
     dtype: np.dtype | str,
     groups: Sequence[Sequence[int]],
-    budget: int | str | None = None,
+    chunk_memory: int | str | None = None,
 ) -> tuple[tuple[int, ...], ...]:
-    """Chunks of the stored array within ``budget``, merged axes in one piece.
+    """Chunks of the stored array within ``chunk_memory``, merged axes in one piece.
 
     A merged axis split into chunks would make reading back (splitting the axis
     again) a rechunk of the whole array rather than one task per chunk.
@@ -148,11 +148,11 @@ def stored_chunks(
     """
     merged = _merged(groups)
     if not merged:
-        return chunks_for(shape, dtype, budget=budget)
+        return chunks_for(shape, dtype, chunk_memory=chunk_memory)
     (m,) = merged  # plan_axes merges into one axis at most
-    limit = max(chunk_budget(budget) // shape[m], np.dtype(dtype).itemsize)
+    limit = max(chunk_budget(chunk_memory) // shape[m], np.dtype(dtype).itemsize)
     rest = chunks_for(
-        [1 if k == m else n for k, n in enumerate(shape)], dtype, budget=limit
+        [1 if k == m else n for k, n in enumerate(shape)], dtype, chunk_memory=limit
     )
     return tuple((shape[m],) if k == m else c for k, c in enumerate(rest))
 

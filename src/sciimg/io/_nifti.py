@@ -121,7 +121,7 @@ def open_nifti(
     path: str | Path,
     *,
     chunks: Any = None,
-    budget: int | str | None = None,
+    chunk_memory: int | str | None = None,
     gradients: bool = True,
 ) -> Image:
     """Open a NIfTI file lazily; nothing but the header is read.
@@ -132,8 +132,8 @@ def open_nifti(
         ``.nii`` or ``.nii.gz`` file.
     chunks : optional
         Dask chunks; default: whole volumes (or slabs of ``z`` for 3-D images), as
-        many per chunk as fit ``budget``, following the on-disk order.
-    budget : int or str, optional
+        many per chunk as fit ``chunk_memory``, following the on-disk order.
+    chunk_memory : int or str, optional
         Bytes per chunk (default Dask's ``array.chunk-size``).
     gradients : bool
         Attach a dipy ``GradientTable`` when ``bval``/``bvec`` files lie beside it.
@@ -174,7 +174,10 @@ def open_nifti(
         dtype = np.result_type(dtype, np.float32)  # nibabel applies the scaling
     if chunks is None:
         chunks = chunks_for(
-            shape, dtype, budget=budget, whole=(0, 1, 2) if len(shape) > 3 else (0, 1)
+            shape,
+            dtype,
+            chunk_memory=chunk_memory,
+            whole=(0, 1, 2) if len(shape) > 3 else (0, 1),
         )
     stat = path.stat()
     voxels = _NiftiVoxels(path, shape, dtype)

@@ -80,7 +80,7 @@ def open_image(path: str | Path, *, reader: str | None = None, **kwargs: Any) ->
     reader : str, optional
         Force a reader by name instead of guessing.
     **kwargs
-        Passed to the reader (e.g. ``chunks``, ``budget``).
+        Passed to the reader (e.g. ``chunks``, ``chunk_memory``).
 
     Returns
     -------

@@ -62,15 +62,18 @@ def store_members(path: str | Path) -> dict[str, Kind]:
 
 
 def _entries(
-    files: Iterable[str | Path], budget: int | str | None
+    files: Iterable[str | Path], chunk_memory: int | str | None
 ) -> dict[str, tuple[Path, dict[str, Image]]]:
     entries: dict[str, tuple[Path, dict[str, Image]]] = {}
     for path in map(Path, files):
         if is_fits(path):
-            name, images = fits_stem(path), open_fits_images(path, budget=budget)
+            name, images = (
+                fits_stem(path),
+                open_fits_images(path, chunk_memory=chunk_memory),
+            )
         else:
             name = image_stem(path)
-            images = {name: open_image(path, budget=budget)}
+            images = {name: open_image(path, chunk_memory=chunk_memory)}
         if name in entries:
             raise InputError(
                 path,
@@ -85,7 +88,7 @@ def ingest_files(
     files: Iterable[str | Path],
     out: str | Path,
     *,
-    budget: int | str | None = None,
+    chunk_memory: int | str | None = None,
 ) -> dict[str, list[str]]:
     """Convert image files into one new Zarr store, one entry per file.
 
@@ -101,7 +104,7 @@ def ingest_files(
         Image files (NIfTI, FITS, or any registered format).
     out : str or Path
         The store to write.
-    budget : int or str, optional
+    chunk_memory : int or str, optional
         Bytes per chunk, e.g. ``"64MiB"``.
 
     Returns
@@ -127,14 +130,14 @@ def ingest_files(
     """
     import dask
 
-    entries = _entries(files, budget)
+    entries = _entries(files, chunk_memory)
     images: dict[str, Image] = {}
     for name, (_, found) in entries.items():
         if len(found) == 1:
             images[name] = next(iter(found.values()))
         else:
             images.update({f"{name}/{hdu}": img for hdu, img in found.items()})
-    writer = ZarrStoreWriter(out, budget=budget)
+    writer = ZarrStoreWriter(out, chunk_memory=chunk_memory)
     try:
         writes = writer.store_all(images)
         for name, (path, found) in entries.items():

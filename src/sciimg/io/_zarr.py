@@ -107,7 +107,7 @@ class ZarrStoreWriter:
         The final store, e.g. ``out/sub-01.zarr``.
     attrs : dict, optional
         Store-level attributes (provenance), saved under ``sciimg``.
-    budget : int or str, optional
+    chunk_memory : int or str, optional
         Bytes per stored chunk.
 
     Examples
@@ -126,14 +126,14 @@ class ZarrStoreWriter:
         path: str | Path,
         *,
         attrs: Mapping[str, Any] | None = None,
-        budget: int | str | None = None,
+        chunk_memory: int | str | None = None,
     ) -> None:
         import zarr
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = temporary_sibling(self.path)
-        self.budget = budget
+        self.chunk_memory = chunk_memory
         # Attributes go in with each node's creation: every separate write of
         # metadata is a round trip through zarr's event loop and a file write.
         self.root = zarr.open_group(
@@ -152,8 +152,8 @@ class ZarrStoreWriter:
         """Create image group ``name``; return ``(voxels, zarr array)`` to store.
 
         ``chunks`` are those of the stored array (NGFF axis order); by default
-        they follow the store's budget. An axis that holds several of the image's
-        axes is always one chunk.
+        they follow the store's ``chunk_memory``. An axis that holds several of
+        the image's axes is always one chunk.
         """
         pair = self._add(name, image, chunks)
         self._list_series()
@@ -167,7 +167,7 @@ class ZarrStoreWriter:
         groups = attrs["sciimg"]["stored_axes"]
         data = to_stored(image.data, groups)
         if chunks is None:
-            chunks = stored_chunks(data.shape, data.dtype, groups, self.budget)
+            chunks = stored_chunks(data.shape, data.dtype, groups, self.chunk_memory)
         data = data.rechunk(chunks)
         data = data.rechunk({k: -1 for k, g in enumerate(groups) if len(g) > 1})
         group = self.root.create_group(name, attributes=attrs)
@@ -220,7 +220,7 @@ def write_zarr(
     images: Mapping[str, Image],
     *,
     attrs: Mapping[str, Any] | None = None,
-    budget: int | str | None = None,
+    chunk_memory: int | str | None = None,
 ) -> Path:
     """Compute and write images into a new Zarr store, atomically.
 
@@ -235,7 +235,7 @@ def write_zarr(
     """
     import dask
 
-    writer = ZarrStoreWriter(path, attrs=attrs, budget=budget)
+    writer = ZarrStoreWriter(path, attrs=attrs, chunk_memory=chunk_memory)
     try:
         dask.compute(*writer.store_all(images))
     except BaseException:

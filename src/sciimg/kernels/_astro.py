@@ -275,11 +275,11 @@ def calibrate_ccd(
 
     Examples
     --------
-    >>> from sciimg.astro import DEFAULT_BITS
+    >>> from sciimg.io import DEFAULT_MASK_BITS
     >>> rng = np.random.default_rng(0)
     >>> img = rng.normal(500, 5, (64, 64)).astype("f4")
     >>> out = calibrate_ccd(img, np.full((64, 64), 25.0, "f4"), None,
-    ...                     mask_bits=DEFAULT_BITS, scale=2.0)
+    ...                     mask_bits=DEFAULT_MASK_BITS, scale=2.0)
     >>> bool(abs(out[0].mean()) < 1), float(out[1][0, 0]), out[2].dtype.name
     (True, 100.0, 'int32')
     """

@@ -33,7 +33,7 @@ def b0_indices(bvals, *, threshold: float = 10.0) -> np.ndarray:
     return idx
 
 
-def mean_b0(data, bvals, *, threshold: float = 10.0, budget=None):
+def mean_b0(data, bvals, *, threshold: float = 10.0, chunk_memory=None):
     """Mean of the b0 volumes of a diffusion series, voxel by voxel.
 
     Parameters
@@ -44,7 +44,7 @@ def mean_b0(data, bvals, *, threshold: float = 10.0, budget=None):
         b-values per volume.
     threshold : float
         b-values up to this count as b0.
-    budget : int or str, optional
+    chunk_memory : int or str, optional
         Bytes per chunk of the spatial blocks the mean is taken over.
 
     Returns
@@ -63,7 +63,9 @@ def mean_b0(data, bvals, *, threshold: float = 10.0, budget=None):
     idx = b0_indices(bvals, threshold=threshold)
     b0 = data[..., idx]
     # All b0 volumes of a voxel in one chunk: the mean is then exactly numpy's.
-    b0 = b0.rechunk(chunks_for(b0.shape, b0.dtype, budget=budget, whole=(3,)))
+    b0 = b0.rechunk(
+        chunks_for(b0.shape, b0.dtype, chunk_memory=chunk_memory, whole=(3,))
+    )
     return b0.map_blocks(
         kernels.mean_b0, drop_axis=3, dtype=data.dtype, token="mean_b0"
     )

@@ -87,7 +87,7 @@ def fit_dti(
     *,
     mask=None,
     fit_method: Literal["WLS", "OLS", "NLLS"] = "WLS",
-    budget: int | str | None = None,
+    chunk_memory: int | str | None = None,
     dtype=np.float32,
     source: str | None = None,
     implementation: str = "fast",
@@ -95,7 +95,7 @@ def fit_dti(
     """Fit diffusion tensors (dipy ``TensorModel``) block by block of voxels.
 
     Every voxel is fitted independently, so the maps equal dipy's fit of the whole
-    volume; blocks hold all volumes of a cube of voxels sized to ``budget``.
+    volume; blocks hold all volumes of a cube of voxels sized to ``chunk_memory``.
 
     Parameters
     ----------
@@ -107,7 +107,7 @@ def fit_dti(
         ``(x, y, z)`` voxels to fit; the rest are 0 in every map.
     fit_method : {"WLS", "OLS", "NLLS"}
         Weighted or ordinary least squares, or non-linear least squares.
-    budget : int or str, optional
+    chunk_memory : int or str, optional
         Bytes per block of input voxels.
     dtype : dtype
         Type of the returned maps.
@@ -134,7 +134,7 @@ def fit_dti(
     >>> from dipy.data import get_fnames
     >>> from sciimg.io import open_dwi
     >>> dwi = open_dwi(get_fnames(name="small_64D")[0])
-    >>> maps = fit_dti(dwi.data, dwi.gtab, budget="64KiB")
+    >>> maps = fit_dti(dwi.data, dwi.gtab, chunk_memory="64KiB")
     >>> maps["fa"].shape, maps["evecs"].shape
     ((10, 10, 10), (10, 10, 10, 3, 3))
     """
@@ -153,7 +153,9 @@ def fit_dti(
     _check_table(gtab, source)
     # Regroup from whole volumes to voxel blocks with every volume: the shuffle the
     # paper's Spark plan did by hand with a groupBy.
-    data = data.rechunk(chunks_for(data.shape, data.dtype, budget=budget, whole=(3,)))
+    data = data.rechunk(
+        chunks_for(data.shape, data.dtype, chunk_memory=chunk_memory, whole=(3,))
+    )
     if mask is None:
         mask = da.ones(data.shape[:3], dtype=bool, chunks=data.chunks[:3])
     else:

@@ -22,8 +22,8 @@ from sciimg.io import (
 __all__ = ["list_stores", "merge_catalogs", "open_calexp", "sky_image"]
 
 
-def sky_image(data_yx, wcs, source: str | None, attrs: dict | None = None) -> Image:
-    """A (y, x) plane as an Image (x, y order) carrying its WCS."""
+def sky_image(data, wcs, source: str | None, attrs: dict | None = None) -> Image:
+    """A (y, x) plane as an Image carrying its WCS."""
     from astropy.wcs.utils import proj_plane_pixel_scales
 
     affine = np.eye(4)
@@ -35,9 +35,9 @@ def sky_image(data_yx, wcs, source: str | None, attrs: dict | None = None) -> Im
         k: v for k, v in wcs.to_header().items() if k not in ("COMMENT", "HISTORY")
     }
     return Image(
-        data_yx.T,
+        data,
         affine,
-        ("x", "y"),
+        ("y", "x"),
         scales,
         source=source,
         attrs={"wcs": header, "space_unit": "arcsecond", **(attrs or {})},

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sciimg.astro import Patch, plot_detections
+from sciimg.astro import Patch, plot_detections, target_psf_fwhm
 from sciimg.io import (
     ZarrStoreWriter,
     discover_exposures,
@@ -87,8 +87,8 @@ def _describe_patch(cfg, item: Item) -> dict[str, Any]:
     patch, sources = item.payload
     return {
         "exposures": len(sources),
-        "patch_x": patch.index[0],
-        "patch_y": patch.index[1],
+        "patch_y": patch.index[0],
+        "patch_x": patch.index[1],
     }
 
 
@@ -122,7 +122,7 @@ def _exposure_fingerprint(run, item: Item) -> str:
         mask=planes.mask,
         variance=planes.variance,
         mask_bits=run.cfg.input.mask_bits,
-        budget=run.cfg.chunk_memory,
+        chunk_memory=run.cfg.chunk_memory,
     )
     fp = _hash(run.state["calibration"], _file_stat(path))
     run.state["fingerprints"][item.id] = fp
@@ -147,7 +147,7 @@ def _calexp_job(run, item: Item, fingerprint: str) -> Job:
         owners.setdefault(key, "calibrate")
     writer = ZarrStoreWriter(
         run.state["calexp"] / eid,
-        budget=run.cfg.chunk_memory,
+        chunk_memory=run.cfg.chunk_memory,
         attrs={
             "exposure": eid,
             "source": str(path),
@@ -245,23 +245,32 @@ def _patch_job(run, item: Item, fingerprint: str) -> Job:
     steps, output = run.state["steps"], run.output
     patch, sources = item.payload
     scratch = run.state["warps"] / patch.id
-    coadd = steps["coadd"].step.func(
-        sources, patch, _common_bits(sources), scratch, **steps["coadd"].params
+    # The PSF the warps are matched to, decided once: the coadd is made with
+    # it and its store records it.
+    params = dict(steps["coadd"].params)
+    target = params["psf_fwhm"] = target_psf_fwhm(
+        (s.psf_fwhm for s in sources), params["psf_fwhm"]
     )
-    fwhms = [s.psf_fwhm for s in sources if s.psf_fwhm is not None]
-    target = steps["coadd"].params["psf_fwhm"] or (max(fwhms) if fwhms else None)
+    coadd = steps["coadd"].step.func(
+        sources,
+        patch,
+        _common_bits(sources),
+        scratch,
+        run.cfg.chunk_memory,
+        **params,
+    )
     # The calexps are read inside the warp tasks: reading counts as warp.
     owners = {
         key: "warp" if _task_name(key).startswith("warp-") else "coadd"
         for key in graph_keys(coadd.values())
     }
-    catalog = steps["detect"].step.func(coadd, patch, target, **steps["detect"].params)
+    catalog = steps["detect"].step.func(coadd, patch, **steps["detect"].params)
     for key in graph_keys([catalog]):
         owners.setdefault(key, "detect")
     images = {name: sky_image(coadd[name], patch.wcs, None) for name in coadd}
     writer = ZarrStoreWriter(
         run.state["coadd"] / patch.id,
-        budget=run.cfg.chunk_memory,
+        chunk_memory=run.cfg.chunk_memory,
         attrs={
             "patch": patch.id,
             "index": list(patch.index),
@@ -287,7 +296,7 @@ def _patch_job(run, item: Item, fingerprint: str) -> Job:
         piece = f"catalogs/{patch.id}.parquet"
         if not qc:
             return [piece]
-        image = open_zarr(store, "image").data.T.compute()
+        image = open_zarr(store, "image").data.compute()
         table = read_catalog(output / piece)
         png = plot_detections(
             image,
@@ -330,6 +339,7 @@ def _finish(run, complete: bool) -> None:
 PIPELINE = Pipeline(
     name="astro",
     description="survey exposures: calibrate, co-add per sky patch, detect",
+    bench="sciimg.bench.astro_suite:SUITE",
     discover=_discover,
     start=_start,
     finish=_finish,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
 from sciimg import kernels
 from sciimg.astro import (
@@ -19,12 +19,13 @@ from sciimg.astro import (
     WarpSource,
     calibrate,
     coadd_patch,
+    header_calibration,
     make_skymap,
     measure_psf_fwhm,
     whole,
 )
-from sciimg.errors import InputError
 from sciimg.pipeline.steps import register_step
+from sciimg.pipeline.strict import StrictModel
 
 __all__ = [
     "ASTRO_STEPS",
@@ -38,11 +39,7 @@ __all__ = [
 ASTRO_STEPS = ("calibrate", "skymap", "coadd", "detect")
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CalibrateParams(_Params):
+class CalibrateParams(StrictModel):
     """``steps.calibrate``: background, cosmic rays, photometric scale, PSF size."""
 
     background_mesh: int = Field(64, ge=8, description="background cell, pixels")
@@ -84,7 +81,7 @@ class CalibrateParams(_Params):
     )
 
 
-class SkyMapParams(_Params):
+class SkyMapParams(StrictModel):
     """``steps.skymap``: the tangent-plane patches the coadds are made on."""
 
     patch_size: int = Field(2000, ge=16, description="inner patch side, pixels")
@@ -97,7 +94,7 @@ class SkyMapParams(_Params):
     )
 
 
-class CoaddParams(_Params):
+class CoaddParams(StrictModel):
     """``steps.coadd``: PSF-matched warps, clipped inverse-variance mean."""
 
     nsigma: float = Field(3.0, gt=0, description="clipping threshold")
@@ -113,13 +110,9 @@ class CoaddParams(_Params):
     block: int | None = Field(
         None,
         ge=16,
-        description="side of the sky blocks co-added per task, pixels; "
-        "default from memory",
-    )
-    memory: str = Field(
-        "32MiB",
-        description="visit stack a block task may hold (4-byte value and "
-        "variance per exposure and pixel): blocks shrink as visits grow",
+        description="side of the sky blocks co-added per task, pixels; default "
+        "from chunk_memory: a visit stack of a quarter of it, so blocks shrink "
+        "as visits grow",
     )
     implementation: Literal["fast", "reference"] = Field(
         "fast",
@@ -127,18 +120,8 @@ class CoaddParams(_Params):
         "ones, or reproject and NumPy as the reference",
     )
 
-    @field_validator("memory")
-    @classmethod
-    def _bytes(cls, value: str) -> str:
-        from dask.utils import parse_bytes
 
-        if parse_bytes(value) <= 0:
-            msg = f"must be a positive size such as 32MiB, not {value!r}"
-            raise ValueError(msg)
-        return value
-
-
-class DetectParams(_Params):
+class DetectParams(StrictModel):
     """``steps.detect``: sources on each coadd, one catalog."""
 
     threshold: float = Field(5.0, gt=0, description="sigma of the coadd's noise")
@@ -149,47 +132,6 @@ class DetectParams(_Params):
     kron_factor: float = Field(2.5, gt=0)
     min_radius: float = Field(3.5, gt=0, description="smallest aperture radius, px")
     qc: bool = Field(True, description="write a PNG per patch with its detections")
-
-
-def _header_value(header, key: str | None, default=None):
-    if key is None or key not in header:
-        return default
-    return header[key]
-
-
-#: Saturation keywords tried after the configured one: ``SATURATE`` is the one
-#: SExtractor reads and DECam's and LCO's pipelines write; ``SATLEVEL`` is
-#: written by some reduction scripts.
-_SATURATION_KEYS = ("SATURATE", "SATLEVEL")
-
-
-def _saturation_level(header, key: str | None, source: str) -> float | None:
-    """The saturation level in ADU from the header, or None if it says none.
-
-    A level of zero or below means unknown (some observatories write 0 there;
-    as a level it would flag every pixel), and the next keyword is tried.
-
-    Raises
-    ------
-    InputError
-        The keyword holds something other than a number.
-
-    Examples
-    --------
-    >>> from astropy.io import fits
-    >>> _saturation_level(fits.Header({"SATLEVEL": 60000}), "SATURATE", "x.fits")
-    60000.0
-    >>> _saturation_level(fits.Header({"SATURATE": 0.0}), "SATURATE", "x.fits")
-    """
-    for name in dict.fromkeys([k for k in (key, *_SATURATION_KEYS) if k]):
-        if name not in header:
-            continue
-        value = header[name]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InputError(source, f"{name} = {value!r} is not a number")
-        if np.isfinite(value) and value > 0:
-            return float(value)
-    return None
 
 
 @register_step(
@@ -218,18 +160,25 @@ def calibrate_step(
     """Calibrate one exposure; the PSF FWHM is a lazy value computed alongside."""
     import dask
 
-    header = exposure.header
-    zp = _header_value(header, zero_point_key)
-    scale = 1.0 if zp is None else 10 ** (0.4 * (reference_zero_point - float(zp)))
+    cal = header_calibration(
+        exposure.header,
+        zero_point_key=zero_point_key,
+        reference_zero_point=reference_zero_point,
+        gain_key=gain_key,
+        read_noise_key=read_noise_key,
+        saturate_key=saturate_key,
+        psf_fwhm_key=psf_fwhm_key,
+        source=str(exposure.source),
+    )
     out = calibrate(
         exposure.image,
         exposure.variance,
         exposure.mask,
         mask_bits=exposure.mask_bits,
-        scale=scale,
-        gain=float(_header_value(header, gain_key, 1.0)),
-        read_noise=float(_header_value(header, read_noise_key, 0.0)),
-        saturate=_saturation_level(header, saturate_key, str(exposure.source)),
+        scale=cal.scale,
+        gain=cal.gain,
+        read_noise=cal.read_noise,
+        saturate=cal.saturate,
         background_mesh=background_mesh,
         background_filter=background_filter,
         cosmic_rays=cosmic_rays,
@@ -238,9 +187,8 @@ def calibrate_step(
         cr_niter=cr_niter,
         source=str(exposure.source),
     )
-    known = _header_value(header, psf_fwhm_key)
-    if known is not None:
-        out["psf_fwhm"] = dask.delayed(float(known))
+    if cal.psf_fwhm is not None:
+        out["psf_fwhm"] = dask.delayed(cal.psf_fwhm)
     else:
         out["psf_fwhm"] = dask.delayed(measure_psf_fwhm, pure=True)(
             whole(out["image"]),
@@ -250,7 +198,7 @@ def calibrate_step(
             threshold=psf_threshold,
             source=str(exposure.source),
         )
-    out["scale"] = scale
+    out["scale"] = cal.scale
     return out
 
 
@@ -277,16 +225,19 @@ def coadd_step(
     patch,
     mask_bits=None,
     scratch=None,
+    chunk_memory=None,
     *,
     nsigma,
     iterations,
     clip,
     psf_fwhm,
     block,
-    memory,
     implementation,
 ) -> dict[str, Any]:
-    """Co-add the exposures covering one patch; the warps go to ``scratch``."""
+    """Co-add the exposures covering one patch; the warps go to ``scratch``.
+
+    ``chunk_memory`` is the run's (``chunk_memory:`` in the config): a block
+    task holds a visit stack of a quarter of it."""
     return coadd_patch(
         sources,
         patch.wcs,
@@ -297,7 +248,7 @@ def coadd_step(
         iterations=iterations,
         clip=clip,
         chunks=block,
-        memory=memory,
+        chunk_memory=chunk_memory,
         name=f"coadd-{patch.id}",
         scratch=scratch,
         implementation=implementation,
@@ -308,7 +259,6 @@ def coadd_step(
 def detect_step(
     coadd: dict,
     patch,
-    psf_fwhm=None,
     *,
     threshold,
     minarea,
@@ -327,7 +277,6 @@ def detect_step(
         whole(coadd["variance"]),
         whole(coadd["mask"]),
         patch,
-        psf_fwhm,
         dict(
             threshold=threshold,
             minarea=minarea,
@@ -340,11 +289,10 @@ def detect_step(
     )
 
 
-def _detect_patch(image, variance, mask, patch, psf_fwhm, options):
-    # sep's own 3×3 filter, not a PSF-sized one: with the wider kernel sep's
-    # footprints swallowed faint neighbours of bright sources without deblending
-    # them (seen on the demo survey), costing completeness.
-    del psf_fwhm
+def _detect_patch(image, variance, mask, patch, options):
+    # sep's own 3×3 filter, not one the size of the coadd's PSF: with the wider
+    # kernel sep's footprints swallowed faint neighbours of bright sources
+    # without deblending them (seen on the demo survey), costing completeness.
     return kernels.detect_sources(
         np.asarray(image),
         np.asarray(variance),

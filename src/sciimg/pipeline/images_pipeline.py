@@ -4,8 +4,9 @@ dask-image filters and steps of one's own.
 Each image is read lazily with its geometry, stored with every step's result
 in ``<output>/<image>.zarr`` (the input as ``image``), with the same resume,
 failure isolation, ``run.json`` and ``manifest.parquet`` as the other
-pipelines. Filters work on the spatial axes only: a 4-D series is filtered
-volume by volume.
+pipelines. Filters work on the spatial axes only (named ``x``, ``y``, ``z``,
+in whichever order the image holds them): a 4-D series is filtered volume by
+volume.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from sciimg.io import (
     ZarrStoreWriter,
@@ -27,6 +28,7 @@ from sciimg.pipeline.records import inside
 from sciimg.pipeline.registry import Item, Pipeline, Stage
 from sciimg.pipeline.step_graph import run_steps
 from sciimg.pipeline.steps import register_step
+from sciimg.pipeline.strict import StrictModel
 from sciimg.pipeline.writes import graph_keys, store_images
 
 __all__ = ["PIPELINE"]
@@ -34,8 +36,7 @@ __all__ = ["PIPELINE"]
 _Mode = Literal["reflect", "constant", "nearest", "mirror", "wrap"]
 
 
-class _Filter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Filter(StrictModel):
     mode: _Mode = Field("reflect", description="how the edges are extended")
 
 
@@ -48,46 +49,50 @@ class SizeParams(_Filter):
 
 
 class SobelParams(_Filter):
-    axis: int = Field(0, ge=0, description="the spatial axis to differentiate")
+    axis: int = Field(
+        0, ge=0, description="the array axis to differentiate (a spatial one)"
+    )
 
 
-def _per_axis(image, zooms, spatial, other):
+_SPACE = ("x", "y", "z")
+
+
+def _per_axis(dims, spatial, other):
     """A filter's per-axis argument: ``spatial`` on the spatial axes."""
-    n = len(zooms)
-    return [spatial] * n + [other] * (image.ndim - n)
+    return [spatial if d in _SPACE else other for d in dims]
 
 
 @register_step("gaussian", pipeline="images", params=GaussianParams)
-def gaussian(image, zooms, sigma=1.0, mode="reflect"):
+def gaussian(image, dims, sigma=1.0, mode="reflect"):
     """dask-image's Gaussian filter over the spatial axes."""
     from dask_image.ndfilters import gaussian_filter
 
-    return gaussian_filter(image, _per_axis(image, zooms, sigma, 0.0), mode=mode)
+    return gaussian_filter(image, _per_axis(dims, sigma, 0.0), mode=mode)
 
 
 @register_step("median", pipeline="images", params=SizeParams)
-def median(image, zooms, size=3, mode="reflect"):
+def median(image, dims, size=3, mode="reflect"):
     """dask-image's median filter over the spatial axes."""
     from dask_image.ndfilters import median_filter
 
-    return median_filter(image, size=_per_axis(image, zooms, size, 1), mode=mode)
+    return median_filter(image, size=_per_axis(dims, size, 1), mode=mode)
 
 
 @register_step("uniform", pipeline="images", params=SizeParams)
-def uniform(image, zooms, size=3, mode="reflect"):
+def uniform(image, dims, size=3, mode="reflect"):
     """dask-image's mean (uniform) filter over the spatial axes."""
     from dask_image.ndfilters import uniform_filter
 
-    return uniform_filter(image, size=_per_axis(image, zooms, size, 1), mode=mode)
+    return uniform_filter(image, size=_per_axis(dims, size, 1), mode=mode)
 
 
 @register_step("sobel", pipeline="images", params=SobelParams)
-def sobel(image, zooms, axis=0, mode="reflect"):
+def sobel(image, dims, axis=0, mode="reflect"):
     """dask-image's Sobel derivative along one spatial axis."""
     from dask_image.ndfilters import sobel as sobel_filter
 
-    if axis >= len(zooms):
-        msg = f"axis {axis} is not a spatial axis of a {len(zooms)}-D image"
+    if axis >= len(dims) or dims[axis] not in _SPACE:
+        msg = f"axis {axis} is not a spatial axis of an image with axes {dims}"
         raise ValueError(msg)
     return sobel_filter(image.astype("f4"), axis=axis, mode=mode)
 
@@ -109,10 +114,8 @@ def _describe(cfg, item: Item) -> dict[str, Any]:
         "shape": "x".join(str(n) for n in image.shape),
         "dtype": str(image.dtype),
         "dims": ",".join(image.dims),
-        **{
-            f"voxel_{d}": float(z)
-            for d, z in zip(image.dims, image.zooms, strict=False)
-        },
+        # zooms are indexed by spatial axis name, whatever the array's order.
+        **{f"voxel_{d}": float(z) for d, z in zip(_SPACE, image.zooms, strict=False)},
         **(fits_keywords(header) if header is not None else {}),
     }
 
@@ -127,20 +130,21 @@ def _fingerprint(run, item: Item) -> str:
 
 def _build(run, item: Item, fingerprint: str) -> Job:
     cfg = run.cfg
-    image = open_image(item.payload, budget=cfg.chunk_memory)
+    image = open_image(item.payload, chunk_memory=cfg.chunk_memory)
     results: dict[str, Any] = {
         "image": image.data,
+        "dims": image.dims,
         "affine": image.affine,
         "zooms": image.zooms,
         "source": str(item.payload),
-        "budget": cfg.chunk_memory,
+        "chunk_memory": cfg.chunk_memory,
     }
     owners = dict.fromkeys(graph_keys([image.data]), "read")
     images = {"image": image}
     images |= run_steps(cfg.plan(), results, image, owners, kind="image")
     writer = ZarrStoreWriter(
         inside(cfg.output, _store(item)),
-        budget=cfg.chunk_memory,
+        chunk_memory=cfg.chunk_memory,
         attrs={
             "image": item.id,
             "pipeline": cfg.pipeline,
@@ -163,7 +167,7 @@ PIPELINE = Pipeline(
     name="images",
     description="any NIfTI, FITS or Zarr images through filters and steps of one's own",
     discover=_discover,
-    inputs=("image", "affine", "zooms", "source", "budget"),
+    inputs=("image", "dims", "affine", "zooms", "source", "chunk_memory"),
     default_steps=(),
     stages=(
         Stage(

@@ -119,8 +119,10 @@ def _skipped(run, item: Item, record: dict) -> ItemResult:
 
 def _build(run, item: Item, fingerprint: str) -> Job:
     cfg, subject = run.cfg, item.payload
-    budget = cfg.chunk_memory
-    dwi = open_dwi(subject.dwi, bval=subject.bval, bvec=subject.bvec, budget=budget)
+    chunk_memory = cfg.chunk_memory
+    dwi = open_dwi(
+        subject.dwi, bval=subject.bval, bvec=subject.bvec, chunk_memory=chunk_memory
+    )
     results: dict[str, Any] = {
         "dwi": dwi.data,
         "gtab": dwi.gtab,
@@ -128,13 +130,13 @@ def _build(run, item: Item, fingerprint: str) -> Job:
         "zooms": dwi.zooms,
         "subject": subject.id,
         "source": str(subject.dwi),  # named by steps' errors about its voxels
-        "budget": budget,
+        "chunk_memory": chunk_memory,
     }
     owners = dict.fromkeys(graph_keys([dwi.data]), "read")
     images = run_steps(cfg.plan(), results, dwi, owners, kind="subject")
     writer = ZarrStoreWriter(
         inside(cfg.output, _store(item)),
-        budget=budget,
+        chunk_memory=chunk_memory,
         attrs={
             "subject": subject.id,
             "pipeline": cfg.pipeline,
@@ -171,8 +173,9 @@ def _export(
 PIPELINE = Pipeline(
     name="neuro",
     description="diffusion MRI: b0 mean, brain mask, denoising, tensor fit",
+    bench="sciimg.bench.neuro_suite:SUITE",
     discover=_discover,
-    inputs=("dwi", "gtab", "affine", "zooms", "subject", "budget"),
+    inputs=("dwi", "gtab", "affine", "zooms", "subject", "chunk_memory"),
     stages=(
         Stage(
             "subject",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from sciimg.neuro import (
     DTI_MAPS,
@@ -15,13 +15,12 @@ from sciimg.neuro import (
     nlmeans,
 )
 from sciimg.pipeline.steps import register_step
+from sciimg.pipeline.strict import StrictModel
 
 __all__ = ["DTIParams", "DenoiseParams", "MaskParams"]
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _Params(StrictModel):
     implementation: Literal["fast", "reference"] = Field(
         "fast",
         description="sciimg's compiled kernels, or the reference library (dipy) "
@@ -61,7 +60,7 @@ class DTIParams(_Params):
 def mask_step(
     dwi,
     gtab,
-    budget=None,
+    chunk_memory=None,
     source=None,
     *,
     b0_threshold,
@@ -71,7 +70,7 @@ def mask_step(
     finalize_mask,
     implementation,
 ):
-    b0 = mean_b0(dwi, gtab, threshold=b0_threshold, budget=budget)
+    b0 = mean_b0(dwi, gtab, threshold=b0_threshold, chunk_memory=chunk_memory)
     mask = median_otsu_mask(
         b0,
         median_radius=median_radius,
@@ -123,14 +122,14 @@ def denoise_step(
     },
 )
 def dti_step(
-    denoised, gtab, mask, budget=None, source=None, *, fit_method, implementation
+    denoised, gtab, mask, chunk_memory=None, source=None, *, fit_method, implementation
 ):
     return fit_dti(
         denoised,
         gtab,
         mask=mask,
         fit_method=fit_method,
-        budget=budget,
+        chunk_memory=chunk_memory,
         source=source,
         implementation=implementation,
     )

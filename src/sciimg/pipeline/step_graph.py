@@ -17,10 +17,14 @@ def as_image(
 ) -> Image:
     """A step's result as an :class:`~sciimg.io.Image` on ``base``'s grid.
 
+    The spatial axes of a result are where ``base`` holds them: leading for
+    volumes (x, y, z, then others), trailing for sky images (others, then
+    z, y, x). A result with as many axes as ``base`` takes its axis names.
+
     Raises
     ------
     TypeError, ValueError
-        Not an array, or not on the grid (the leading spatial axes of ``base``).
+        Not an array, or not on the grid (the spatial axes of ``base``).
     """
     import dask.array as da
     import numpy as np
@@ -32,15 +36,25 @@ def as_image(
     if not isinstance(value, da.Array):
         msg = f"result {name!r} is a {type(value).__name__}, not an array"
         raise TypeError(msg)
-    spatial = len(base.zooms)
-    if value.shape[:spatial] != base.shape[:spatial]:
+    space = [i for i, d in enumerate(base.dims) if d in ("x", "y", "z")]
+    n = len(space)
+    leading = space == list(range(n))
+    grid = base.shape[:n] if leading else base.shape[base.ndim - n :]
+    have = value.shape[:n] if leading else value.shape[max(value.ndim - n, 0) :]
+    if value.ndim < n or have != grid:
         msg = (
             f"result {name!r} has shape {value.shape}; results must be images on "
-            f"the {kind}'s grid {base.shape[:spatial]}"
+            f"the {kind}'s grid {grid}"
         )
         raise ValueError(msg)
     gtab = base.gtab if value.shape == base.shape else None
-    dims = dims or default_dims(value.ndim)
+    if dims is None and value.ndim == base.ndim:
+        dims = base.dims
+    elif dims is None and leading:
+        dims = default_dims(value.ndim)
+    elif dims is None:
+        extra = value.ndim - n
+        dims = (*(f"dim_{i}" for i in range(extra)), *base.dims[base.ndim - n :])
     return Image(
         value, base.affine, tuple(dims), base.zooms, gtab=gtab, source=base.source
     )

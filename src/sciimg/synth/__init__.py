@@ -8,11 +8,10 @@ from sciimg.synth._neuro import (
     make_neuro_phantom,
     write_neuro_dataset,
 )
-from sciimg.synth._sky import MASK_BITS, make_sky_catalog, render_exposure
+from sciimg.synth._sky import make_sky_catalog, render_exposure
 
 __all__ = [
     "LABELS",
-    "MASK_BITS",
     "AstroSurvey",
     "NeuroPhantom",
     "make_neuro_phantom",

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sciimg.io import DEFAULT_MASK_BITS
 from sciimg.synth._detector import _expose
 from sciimg.synth._folder import check_output_folder
 from sciimg.synth._sky import (
-    MASK_BITS,
     _ccd_centres,
     _survey_size,
     _tan_header,
@@ -120,7 +120,7 @@ def _write_exposure(path: Path, primary, wcs_header, sim: dict) -> None:
     image_hdr = wcs_header.copy()
     image_hdr["BUNIT"] = "adu"
     mask_hdr = wcs_header.copy()
-    for name, bit in MASK_BITS.items():
+    for name, bit in DEFAULT_MASK_BITS.items():
         # Names over 8 characters need HIERARCH cards, as LSST writes them.
         key = f"MP_{name}" if len(name) <= 5 else f"HIERARCH MP_{name}"
         mask_hdr[key] = (bit, f"mask bit of plane {name}")

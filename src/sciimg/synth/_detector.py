@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sciimg.io import DEFAULT_MASK_BITS as MASK_BITS
+from sciimg.io import DEFAULT_MASK_BITS
 
 _CR_ADU = (500.0, 5000.0)  # deposited per pixel by a cosmic ray
 _CR_LENGTH = (1, 8)  # pixels
@@ -61,10 +61,10 @@ def _expose(model, rng, *, gain, read_noise, saturate, cosmic_rays) -> dict:
     length = int(rng.integers(ny // 2, ny + 1))
     bad_y0 = int(rng.integers(0, ny - length + 1))
     image[bad_y0 : bad_y0 + length, bad_x] = 0.0
-    mask[bad_y0 : bad_y0 + length, bad_x] |= 1 << MASK_BITS["BAD"]
+    mask[bad_y0 : bad_y0 + length, bad_x] |= 1 << DEFAULT_MASK_BITS["BAD"]
     sat = (image >= saturate) & (mask == 0)
     image[sat] = saturate
-    mask[sat] |= 1 << MASK_BITS["SAT"]
+    mask[sat] |= 1 << DEFAULT_MASK_BITS["SAT"]
 
     rays = _cosmic_rays(image, mask, rng, cosmic_rays, saturate)
     return {

@@ -7,18 +7,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sciimg.constants import FWHM_PER_SIGMA
-from sciimg.io import DEFAULT_MASK_BITS
 
 if TYPE_CHECKING:
     from astropy.table import Table
     from astropy.wcs import WCS
 
-__all__ = ["MASK_BITS", "make_sky_catalog", "render_exposure"]
-
-#: Bits of the MASK plane, LSST's names: a pixel has plane ``name`` set when
-#: ``mask & (1 << MASK_BITS[name])``. Only BAD and SAT are ever set here; cosmic
-#: rays are left for the pipeline to find.
-MASK_BITS = DEFAULT_MASK_BITS
+__all__ = ["make_sky_catalog", "render_exposure"]
 
 #: Zero point of the catalog's fluxes: ``mag = REFERENCE_MAGZERO - 2.5 log10(flux)``.
 REFERENCE_MAGZERO = 27.0
