@@ -21,25 +21,27 @@ under ``OUT/data/visits-N`` and the per-run samples under ``OUT/runs``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import logging
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import psutil
 
-MiB = 2**20
-SEED = 0
-INTERVAL = 0.05  # seconds between RSS samples
+from _astro_memory_data import SEED, ensure_survey, write_config
+from _astro_memory_report import machine, plot, summarise, table
+from _astro_memory_samplers import (
+    INTERVAL,
+    MiB,
+    RssSampler,
+    ScratchSampler,
+    attribute_tasks,
+)
 
 # Libraries a worker imports to run the pipeline: imported before measuring the
 # idle baseline, so that the increase over it is data and not code.
@@ -57,211 +59,14 @@ WORKER_IMPORTS = (
 )
 
 
-# --------------------------------------------------------------------------- data
-
-
-def ensure_survey(root: Path, visits: int, ccds: int, shape: tuple[int, int]) -> Path:
-    """The survey of ``visits`` visits under ``root``, generated once."""
-    from sciimg.synth import write_astro_survey
-
-    path = root / f"visits-{visits}"
-    marker = root / f"visits-{visits}.json"
-    params = {"visits": visits, "ccds": ccds, "ccd_shape": list(shape), "seed": SEED}
-    have = sorted(path.glob("visit-*/ccd-*.fits")) if path.is_dir() else []
-    if (
-        marker.exists()
-        and json.loads(marker.read_text()) == params
-        and len(have) == visits * ccds
-    ):
-        return path
-    root.mkdir(parents=True, exist_ok=True)
-    write_astro_survey(
-        path, visits=visits, ccds=ccds, ccd_shape=shape, seed=SEED, overwrite=True
-    )
-    marker.write_text(json.dumps(params) + "\n")
-    return path
-
-
-def write_config(
-    path: Path, data: Path, output: Path, workers: int, block: int | None = None
-) -> Path:
-    """A config like ``pipelines/astro/demo.yaml``, for this survey."""
-    import yaml
-
-    coadd = {"nsigma": 3.0, "iterations": 2}
-    if block:
-        coadd["block"] = block
-    cfg = {
-        "pipeline": "astro",
-        "input": {"path": str(data)},
-        "output": str(output),
-        "steps": {
-            "calibrate": {},
-            "skymap": {"patch_size": 300, "border": 30},
-            "coadd": coadd,
-            "detect": {"threshold": 5.0},
-        },
-        "cluster": {
-            "n_workers": workers,
-            "threads_per_worker": 1,
-            "dashboard_address": ":0",
-            "memory_limit": "4GB",
-        },
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
-
-
-# ------------------------------------------------------------------- measurement
-
-
-class RssSampler:
-    """Samples the RSS of the driver and of given worker processes in a thread."""
-
-    def __init__(self, worker_pids: list[int], interval: float = INTERVAL):
-        self.driver = psutil.Process()
-        self.workers = [psutil.Process(pid) for pid in worker_pids]
-        self.interval = interval
-        # (time, driver, sum of workers, largest worker, each worker)
-        self.samples: list[tuple[float, int, int, int, list[int]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def sample(self) -> tuple[float, int, int, int, list[int]]:
-        each = []
-        for proc in self.workers:
-            try:
-                each.append(proc.memory_info().rss)
-            except psutil.Error:  # a worker that died (or was restarted)
-                each.append(0)
-        row = (
-            time.perf_counter(),
-            self.driver.memory_info().rss,
-            sum(each),
-            max(each, default=0),
-            each,
-        )
-        self.samples.append(row)
-        return row
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
-
-    def peaks(self, t0: float = -float("inf"), t1: float = float("inf")) -> dict:
-        rows = [r for r in self.samples if t0 <= r[0] <= t1]
-        if not rows:
-            return {}
-        return {
-            "driver_mib": max(r[1] for r in rows) / MiB,
-            "workers_sum_mib": max(r[2] for r in rows) / MiB,
-            "worker_max_mib": max(r[3] for r in rows) / MiB,
-            "samples": len(rows),
-        }
-
-
-class ScratchSampler:
-    """Samples the bytes of the run's temporary warps (``.warps.tmp-*`` in the
-    output folder) in a thread: the disk the co-addition uses instead of memory."""
-
-    def __init__(self, output: Path, interval: float = 0.25):
-        self.output, self.interval = Path(output), interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def size(self) -> int:
-        total = 0
-        for folder in self.output.glob(".warps.tmp-*"):
-            for path in folder.rglob("*"):
-                with contextlib.suppress(OSError):
-                    total += path.stat().st_size
-        return total
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.size())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> ScratchSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+# The functions the workers run (client.run) are defined in this script, so that
+# they are sent to them by value and the workers need not import its siblings.
 
 
 def _cpu_seconds(pid: int | None = None) -> float:
     """User + system CPU seconds of a process (this one by default)."""
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
-
-
-def attribute_tasks(
-    records: list[dict], sampler: RssSampler, workers: list[str], offset: float
-) -> dict:
-    """What ran while each worker's memory peaked, and RSS during each task kind.
-
-    For every task (grouped by its name prefix) the largest RSS of its worker
-    while it ran, and the largest rise over the sample just before it started.
-    Tasks shorter than the sampling interval are not seen.
-    """
-    import bisect
-
-    from dask.utils import key_split
-
-    times = [r[0] + offset for r in sampler.samples]
-    index = {addr: i for i, addr in enumerate(workers)}
-    running: list[list[tuple[float, float, str]]] = [[] for _ in workers]
-    kinds: dict[str, dict] = {}
-    for rec in records:
-        w = index.get(rec.get("worker"))
-        if w is None:
-            continue
-        name = key_split(rec["key"])
-        for ss in rec.get("startstops", ()):
-            if ss.get("action") != "compute":
-                continue
-            running[w].append((ss["start"], ss["stop"], name))
-            i0 = bisect.bisect_left(times, ss["start"])
-            i1 = bisect.bisect_right(times, ss["stop"])
-            k = kinds.setdefault(
-                name, {"tasks": 0, "seconds": 0.0, "rss_mib": 0.0, "rise_mib": 0.0}
-            )
-            k["tasks"] += 1
-            k["seconds"] += ss["stop"] - ss["start"]
-            if i1 <= i0:
-                continue
-            before = sampler.samples[max(i0 - 1, 0)][4][w]
-            during = max(sampler.samples[i][4][w] for i in range(i0, i1))
-            k["rss_mib"] = max(k["rss_mib"], during / MiB)
-            k["rise_mib"] = max(k["rise_mib"], (during - before) / MiB)
-    at_peak = []
-    for w in range(len(workers)):
-        i = max(range(len(times)), key=lambda j: sampler.samples[j][4][w])
-        t = times[i]
-        names = sorted({n for a, b, n in running[w] if a <= t <= b})
-        at_peak.append(
-            {"rss_mib": sampler.samples[i][4][w] / MiB, "running": names or None}
-        )
-    for k in kinds.values():
-        k["seconds"] = round(k["seconds"], 2)
-        k["rss_mib"] = round(k["rss_mib"], 1)
-        k["rise_mib"] = round(k["rise_mib"], 1)
-    top = dict(sorted(kinds.items(), key=lambda kv: -kv[1]["rss_mib"]))
-    return {"at_worker_peak": at_peak, "by_kind": top}
 
 
 def source_digest() -> str:
@@ -424,204 +229,6 @@ def run_once(visits: int, config: Path, out_json: Path) -> dict:
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(result) + "\n")
     return result
-
-
-# ---------------------------------------------------------------------- reports
-
-
-def machine() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": platform.python_version()}
-    for pkg in ("sciimg", "dask", "distributed", "numpy", "reproject", "psutil"):
-        with contextlib.suppress(PackageNotFoundError):
-            versions[pkg] = version(pkg)
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "versions": versions,
-    }
-
-
-def summarise(runs: list[dict]) -> dict:
-    """Median over repeats of each figure of one visit count."""
-
-    def med(get) -> float | None:
-        values = []
-        for r in runs:
-            with contextlib.suppress(KeyError, TypeError):
-                values.append(get(r))
-        return round(statistics.median(values), 1) if values else None
-
-    return {
-        "visits": runs[0]["visits"],
-        "exposures": runs[0]["exposures"],
-        "patches": runs[0]["patches"],
-        "sources": runs[0]["sources"],
-        "failed": f"{max(r['failed'] for r in runs)}/{runs[0]['exposures']}",
-        "repeats": len(runs),
-        "wall_s": med(lambda r: r["wall_s"]),
-        "wall_min_s": round(min(r["wall_s"] for r in runs), 1),
-        "wall_max_s": round(max(r["wall_s"] for r in runs), 1),
-        "phase1_s": med(lambda r: r["phase1_s"]),
-        "phase2_s": med(lambda r: r["phase2_s"]),
-        "cpu_s": med(lambda r: r["cpu_s"]),
-        "scratch_peak_mib": med(lambda r: r["scratch_peak_mib"]),
-        "idle_workers_sum_mib": med(lambda r: r["idle"]["workers_sum_mib"]),
-        "idle_bare_workers_sum_mib": med(lambda r: r["idle_bare"]["workers_sum_mib"]),
-        "peak_workers_sum_mib": med(lambda r: r["peak"]["workers_sum_mib"]),
-        "peak_worker_max_mib": med(lambda r: r["peak"]["worker_max_mib"]),
-        "increase_workers_sum_mib": med(lambda r: r["increase"]["workers_sum_mib"]),
-        "increase_worker_max_mib": med(lambda r: r["increase"]["worker_max_mib"]),
-        "peak_driver_mib": med(lambda r: r["peak"]["driver_mib"]),
-        "increase_driver_mib": med(lambda r: r["increase"]["driver_mib"]),
-        "phase1_worker_max_mib": med(lambda r: r["phase1"]["worker_max_mib"]),
-        "phase2_worker_max_mib": med(lambda r: r["phase2"]["worker_max_mib"]),
-        "phase1_driver_mib": med(lambda r: r["phase1"]["driver_mib"]),
-        "phase2_driver_mib": med(lambda r: r["phase2"]["driver_mib"]),
-        "sampler_process_mib": med(lambda r: r["memory_sampler_peak_mib"]["process"]),
-        "sampler_managed_mib": med(lambda r: r["memory_sampler_peak_mib"]["managed"]),
-        "phase1_managed_mib": med(lambda r: r["managed_peak_mib"]["phase1"]),
-        "phase2_managed_mib": med(lambda r: r["managed_peak_mib"]["phase2"]),
-        "task_rise_mib": med(lambda r: _largest_rise(r)[1]),
-        "task_rise_kind": _largest_rise(runs[0])[0],
-        "failed_items": sorted({i for r in runs for i in r["failed_items"]}),
-    }
-
-
-def _largest_rise(run: dict) -> tuple[str, float]:
-    """The task kind whose run raised its worker's RSS the most, and by how much."""
-    kinds = run["tasks"]["by_kind"]
-    if not kinds:
-        return "", 0.0
-    name = max(kinds, key=lambda k: kinds[k]["rise_mib"])
-    return name, kinds[name]["rise_mib"]
-
-
-COLUMNS = (
-    ("visits", "Visits"),
-    ("exposures", "Exposures"),
-    ("failed", "Failed"),
-    ("sources", "Sources"),
-    ("wall_s", "Wall (s)"),
-    ("phase1_s", "Phase 1 (s)"),
-    ("phase2_s", "Phase 2 (s)"),
-    ("cpu_s", "CPU (s)"),
-    ("idle_workers_sum_mib", "Workers Σ idle"),
-    ("peak_workers_sum_mib", "Workers Σ peak"),
-    ("increase_workers_sum_mib", "Σ increase"),
-    ("phase1_worker_max_mib", "One worker peak, phase 1"),
-    ("phase2_worker_max_mib", "One worker peak, phase 2"),
-    ("task_rise_mib", "Largest rise in one task"),
-    ("phase1_managed_mib", "Dask-managed Σ, phase 1"),
-    ("phase2_managed_mib", "Dask-managed Σ, phase 2"),
-    ("peak_driver_mib", "Driver peak"),
-    ("scratch_peak_mib", "Warps on disk, peak"),
-)
-
-
-def table(rows: list[dict]) -> str:
-    """The figures as a Markdown table (memory in MiB, medians over repeats)."""
-    head = "| " + " | ".join(title for _, title in COLUMNS) + " |"
-    rule = "|" + "|".join("---:" for _ in COLUMNS) + "|"
-    body = []
-    for row in rows:
-        cells = []
-        for key, _ in COLUMNS:
-            value = row[key]
-            if key == "wall_s" and row["repeats"] > 1:
-                cells.append(
-                    f"{value:.0f} ({row['wall_min_s']:.0f}–{row['wall_max_s']:.0f})"
-                )
-            elif value is None:
-                cells.append("–")
-            elif isinstance(value, float):
-                cells.append(f"{value:.0f}")
-            else:
-                cells.append(str(value))
-        body.append("| " + " | ".join(cells) + " |")
-    note = (
-        f"\nMemory in MiB of resident set size (RSS); Σ: summed over the workers; "
-        f"median of {rows[0]['repeats']} run(s) per row"
-        + (" (wall time: median, min–max)." if rows[0]["repeats"] > 1 else ".")
-    )
-    return "\n".join([head, rule, *body, note])
-
-
-def plot(rows: list[dict], runs: dict[int, list[dict]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    visits = [r["visits"] for r in rows]
-    fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(11, 4.2))
-    series = (
-        ("peak_workers_sum_mib", "workers, sum", "o-"),
-        ("peak_worker_max_mib", "largest worker", "s-"),
-        ("peak_driver_mib", "driver + scheduler", "^-"),
-        ("idle_workers_sum_mib", "workers idle, sum", "o:"),
-        ("task_rise_mib", "largest rise in one task", "d--"),
-        ("phase2_managed_mib", "Dask-managed data, sum", "v:"),
-    )
-    for key, label, style in series:
-        ax.plot(visits, [r[key] for r in rows], style, label=label)
-    ax.set_xlabel("visits")
-    ax.set_ylabel("peak RSS (MiB)")
-    ax.set_ylim(bottom=0)
-    ax.set_xticks(visits)
-    ax.set_title("Peak memory vs visits")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    ax_t.errorbar(
-        visits,
-        [r["wall_s"] for r in rows],
-        yerr=[
-            [r["wall_s"] - r["wall_min_s"] for r in rows],
-            [r["wall_max_s"] - r["wall_s"] for r in rows],
-        ],
-        fmt="o-",
-        capsize=3,
-        label="whole run (median, min–max)",
-    )
-    ax_t.plot(visits, [r["phase1_s"] for r in rows], "s--", label="phase 1")
-    ax_t.plot(visits, [r["phase2_s"] for r in rows], "^--", label="phase 2")
-    ax_t.set_xlabel("visits")
-    ax_t.set_ylabel("wall time (s)")
-    ax_t.set_ylim(bottom=0)
-    ax_t.set_xticks(visits)
-    ax_t.set_title("Wall time vs visits (medians)")
-    ax_t.legend(fontsize=8)
-    ax_t.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "memory_vs_visits.png", dpi=120)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(
-        len(runs), 1, figsize=(9, 1.9 * len(runs) + 0.6), sharey=True, squeeze=False
-    )
-    for ax, (n, rs) in zip(axes[:, 0], sorted(runs.items()), strict=True):
-        tl = rs[0]["timeline"]
-        ax.plot(tl["t"], tl["driver_mib"], color="k", lw=1, label="driver")
-        for w, values in enumerate(zip(*tl["workers_mib"], strict=True)):
-            ax.plot(tl["t"], values, lw=1, label=f"worker {w}")
-        if tl.get("managed"):
-            tm, vm = zip(*tl["managed"], strict=True)
-            ax.plot(tm, vm, color="grey", lw=1, ls=":", label="Dask-managed, Σ")
-        ax.axvline(tl["split_s"], color="grey", ls="--", lw=1)
-        ax.set_ylabel(f"{n} visits\nRSS (MiB)")
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7, loc="upper left", ncol=4)
-    axes[0, 0].set_title("RSS over time (dashed: phase 1 | phase 2)")
-    axes[-1, 0].set_xlabel("seconds since the run started")
-    fig.tight_layout()
-    fig.savefig(out / "timeline.png", dpi=100)
-    plt.close(fig)
-
-
-# -------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> None:

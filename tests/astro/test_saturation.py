@@ -10,7 +10,7 @@ from astropy.io import fits
 from sciimg.errors import InputError
 from sciimg.io import open_exposure
 from sciimg.pipeline.astro_steps import CalibrateParams, calibrate_step
-from tests.io.test_fits import write_exposure
+from tests.io.fits_files import write_exposure
 
 SAT = 1 << 1  # the SAT bit of LSST's planes, which the test files name
 

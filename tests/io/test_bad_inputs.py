@@ -155,7 +155,7 @@ def test_good_file_passes(tmp_path):
 
 
 def _exposure(tmp_path, name="visit-1_ccd-2.fits", **kwargs):
-    from tests.io.test_fits import write_exposure
+    from tests.io.fits_files import write_exposure
 
     path = tmp_path / name
     write_exposure(path, **kwargs)
