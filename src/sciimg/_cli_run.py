@@ -58,6 +58,12 @@ def run(
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
     memory_limit: MemoryOpt = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="cpu or gpu: where the chunks are computed (the config's device)."
+        ),
+    ] = None,
     progress: Annotated[
         bool | None,
         typer.Option(
@@ -78,6 +84,8 @@ def run(
     from sciimg.pipeline import load_config
 
     overrides, replace = cluster_overrides(cluster, scheduler, workers, memory_limit)
+    if device is not None:
+        overrides = {**overrides, "device": device}
     try:
         cfg = load_config(config, overrides, replace)
         cfg.check_paths()

@@ -61,6 +61,15 @@ __all__ = ["BATCH_KINDS", "ClusterConfig", "KeyProblems", "parse_duration"]
 #: Batch systems reached through dask-jobqueue.
 BATCH_KINDS = ("slurm", "pbs", "sge", "lsf")
 
+#: How a job asks for ``n`` GPUs on each batch system (sites vary: a site that
+#: names them otherwise sets its own line in ``job_extra_directives``).
+GPU_DIRECTIVES = {
+    "slurm": "--gres=gpu:{n}",
+    "pbs": "-l ngpus={n}",
+    "sge": "-l gpu={n}",
+    "lsf": '-gpu "num={n}"',
+}
+
 #: Keys that only a batch kind uses, and the one only ``scheduler`` uses.
 _BATCH_KEYS = (
     "cores",
@@ -69,6 +78,7 @@ _BATCH_KEYS = (
     "queue",
     "account",
     "job_extra_directives",
+    "gpus",
     "job_script_prologue",
     "local_directory",
     "log_directory",
@@ -208,6 +218,9 @@ class ClusterConfig(StrictModel):
     job_extra_directives: list[str] | None = Field(
         None, description="more scheduler directives, e.g. ['--qos=long']"
     )
+    gpus: int | None = Field(
+        None, ge=1, description="GPUs per job (device: gpu asks 1): 1 worker per job"
+    )
     job_script_prologue: list[str] | None = Field(
         None, description="shell lines before the worker starts, e.g. module load"
     )
@@ -256,6 +269,10 @@ class ClusterConfig(StrictModel):
         if self.address and self.kind != "scheduler":
             problems.append(
                 ("address", f"applies to kind 'scheduler', not {self.kind!r}")
+            )
+        if self.gpus is not None and self.gpus > 1:
+            problems.append(
+                ("gpus", "one GPU per worker job: more GPUs come from more jobs")
             )
         if batch and isinstance(self.processes, bool):
             problems.append(("processes", "expected worker processes per job"))
@@ -310,6 +327,8 @@ class ClusterConfig(StrictModel):
         dask-jobqueue would choose for the job's cores."""
         from dask_jobqueue.core import nprocesses_nthreads
 
+        if self.gpus:  # the job's one worker holds its GPU
+            return 1
         if self.processes is not None:
             return int(self.processes)
         if self._jobqueue_default("processes"):
@@ -343,7 +362,11 @@ class ClusterConfig(StrictModel):
             "processes": procs,
             "walltime": self.walltime,
             "queue": self.queue,
-            "job_extra_directives": self.job_extra_directives,
+            "job_extra_directives": [
+                *(self.job_extra_directives or []),
+                *([GPU_DIRECTIVES[self.kind].format(n=self.gpus)] if self.gpus else []),
+            ]
+            or None,
             "job_script_prologue": self.job_script_prologue,
             "local_directory": self.local_directory,
             "log_directory": self.log_directory,

@@ -16,10 +16,12 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
+from sciimg.device import Device, check_device
 from sciimg.errors import ConfigError
-from sciimg.pipeline.cluster_config import ClusterConfig, check_size
+from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig, check_size
 from sciimg.pipeline.config_errors import did_you_mean, pydantic_lines
 from sciimg.pipeline.plan import NAME_RULE, PlannedStep, is_simple_name, plan_steps
 from sciimg.pipeline.strict import StrictModel
@@ -110,6 +112,9 @@ class PipelineConfig(StrictModel):
     chunk_memory: str | None = Field(
         None, description="bytes per chunk, e.g. 64MiB; default Dask's array.chunk-size"
     )
+    device: Device = Field(
+        "cpu", description="cpu, or gpu: chunks computed as CuPy arrays on GPUs"
+    )
 
     _plan: list[PlannedStep] = PrivateAttr(default_factory=list)
     _origin: str = PrivateAttr("config")  # the YAML file, for messages
@@ -142,6 +147,14 @@ class PipelineConfig(StrictModel):
         # that messages and checks see the folder that is really written.
         return Path(os.path.abspath(value))
 
+    @model_validator(mode="after")
+    def _gpu_jobs(self) -> PipelineConfig:
+        # A batch job of a GPU run asks for its GPU unless the section says.
+        batch = self.cluster.kind in BATCH_KINDS
+        if self.device == "gpu" and batch and self.cluster.gpus is None:
+            self.cluster = self.cluster.model_copy(update={"gpus": 1})
+        return self
+
     @field_validator("chunk_memory")
     @classmethod
     def _bytes(cls, value: str | None) -> str | None:
@@ -156,8 +169,9 @@ class PipelineConfig(StrictModel):
         return [o for s in self._plan for o in s.step.outputs]
 
     def check_paths(self) -> None:
-        """Check what the schema cannot: that ``input.path`` exists and that
-        ``output`` is (or can be) a folder.
+        """Check what the schema cannot: that ``input.path`` exists, that
+        ``output`` is (or can be) a folder, and that ``device: gpu`` has a GPU
+        when the workers are started on this machine.
 
         Raises
         ------
@@ -182,6 +196,12 @@ class PipelineConfig(StrictModel):
                 if not folder.is_dir():
                     problems.append(f"output: {folder} is a file, not a folder")
                 break
+        # Workers started here compute here; others are asked when they start.
+        if self.device == "gpu" and self.cluster.kind == "local":
+            try:
+                check_device(self.device)
+            except ConfigError as exc:
+                problems.append(str(exc))
         if problems:
             raise ConfigError("\n".join(f"{self._origin}: {p}" for p in problems))
 
@@ -199,6 +219,8 @@ class PipelineConfig(StrictModel):
                 for s in self._plan
             ],
             "chunk_memory": self.chunk_memory,
+            # GPU results equal the CPU's within tolerances, not to the bit.
+            **({"device": self.device} if self.device != "cpu" else {}),
         }
         blob = json.dumps(science, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sciimg.errors import InputError, RunInterrupted
+from sciimg.errors import ConfigError, InputError, RunInterrupted
 from sciimg.pipeline._jobs import ItemResult, Job, _one_line, compute_jobs
 from sciimg.pipeline.config import PipelineConfig
 from sciimg.pipeline.manifest import write_manifest
@@ -76,15 +76,40 @@ class _Cluster:
         self.cfg, self.client, self.log, self.stack = cfg, client, log, stack
         self.own = client is None
         self.info: dict[str, Any] = {}
+        self.gpu_checked = False
 
     def compute(self, jobs: list[Job], results, progress: bool) -> None:
+        from sciimg.device import gpu_count
         from sciimg.pipeline.cluster import connect
+        from sciimg.pipeline.gpu_workers import PinGpu, local_gpu_cluster
 
+        gpu = self.cfg.device == "gpu"
         if self.client is None:
-            self.client = self.stack.enter_context(connect(self.cfg.cluster, self.log))
-            self.info = {"kind": self.cfg.cluster.kind}
+            cluster = self.cfg.cluster
+            local_gpu = gpu and cluster.kind == "local"
+            if local_gpu:
+                cluster = local_gpu_cluster(cluster)
+            self.client = self.stack.enter_context(connect(cluster, self.log))
+            self.info = {"kind": cluster.kind}
+            if local_gpu:  # before the workers' first CUDA call, the check's
+                self.client.register_plugin(PinGpu(gpu_count()))
+        if gpu and not self.gpu_checked:
+            _check_workers_gpu(self.client)
+            self.gpu_checked = True
         info = compute_jobs(jobs, self.client, results, progress, self.log)
         self.info.update(info)
+
+
+def _check_workers_gpu(client) -> None:
+    """``device: gpu`` on workers that may run elsewhere (a batch job, a
+    scheduler's machines): each must have a GPU CuPy can use."""
+    from sciimg.device import gpu_problem
+
+    problems = {w: p for w, p in client.run(gpu_problem).items() if p is not None}
+    if problems:
+        worker, problem = next(iter(sorted(problems.items())))
+        others = f" (and {len(problems) - 1} more workers)" if len(problems) > 1 else ""
+        raise ConfigError(f"device: gpu: worker {worker}{others}: {problem}")
 
 
 def run(
@@ -186,6 +211,7 @@ def _manifest(state: Run) -> None:
                 "error": r.error if r else None,
                 "step": r.step if r else None,
                 "store": r.store if r else None,
+                "device": state.cfg.device,
                 **md,
             }
         )

@@ -33,6 +33,7 @@ FIRST = (
     "error",
     "step",
     "store",
+    "device",
     "files",
 )
 
