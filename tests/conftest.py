@@ -39,6 +39,19 @@ def pytest_collection_modifyitems(config, items):
     reason = _slurm_unreachable() if marked else None
     for item in marked if reason else ():
         item.add_marker(pytest.mark.skip(reason=reason))
+    _skip_gpu(items)
+
+
+def _skip_gpu(items) -> None:
+    """Tests marked ``gpu`` run CuPy on a GPU: skipped, saying why, without one."""
+    marked = [item for item in items if "gpu" in item.keywords]
+    if not marked:
+        return
+    from sciimg.device import gpu_problem
+
+    reason = gpu_problem()
+    for item in marked if reason else ():
+        item.add_marker(pytest.mark.skip(reason=f"no GPU here: {reason}"))
 
 
 @pytest.fixture(scope="session")

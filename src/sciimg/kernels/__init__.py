@@ -40,6 +40,7 @@ from sciimg.kernels._dispatch import (
     check_implementation,
     kernel,
     kernels,
+    on_host,
 )
 from sciimg.kernels._neuro import (
     derive_tensor_map,
@@ -50,6 +51,11 @@ from sciimg.kernels._neuro import (
     nlmeans,
     tensor_design_rank,
 )
+
+# CuPy blocks: the GPU implementations register when the first one is seen.
+for _kernel in kernels().values():
+    _kernel.register_lazy("cupy", "sciimg.kernels._cupy")
+del _kernel
 
 __all__ = [
     "IMPLEMENTATIONS",
@@ -68,6 +74,7 @@ __all__ = [
     "mean_b0",
     "median_otsu",
     "nlmeans",
+    "on_host",
     "tensor_design_rank",
     "warp",
 ]

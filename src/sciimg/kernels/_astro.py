@@ -115,6 +115,21 @@ def coadd_stack(
     >>> out[:, 0, 0].round(3).tolist()
     [1.0, 0.003, 3.0, 512.0]
     """
+    if type(values).__module__.partition(".")[0] == "cupy":
+        from sciimg.kernels._gpu_astro import coadd_stack as on_gpu
+
+        # The whole stack at once: a GPU has the memory and wants the size.
+        return on_gpu(
+            values,
+            variances,
+            saturated,
+            sat=sat,
+            no_data=no_data,
+            clipped=clipped,
+            nsigma=nsigma,
+            iterations=iterations,
+            clip=clip,
+        )
     n, ny, nx = values.shape
     out = np.empty((4, ny, nx))
     rows = max(1, _STRIP_VALUES // max(1, n * nx))

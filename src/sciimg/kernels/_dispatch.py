@@ -25,6 +25,7 @@ __all__ = [
     "check_implementation",
     "kernel",
     "kernels",
+    "on_host",
 ]
 
 Implementation = Literal["fast", "reference"]
@@ -33,6 +34,10 @@ Implementation = Literal["fast", "reference"]
 IMPLEMENTATIONS: tuple[str, ...] = ("fast", "reference")
 
 _KERNELS: dict[str, Kernel] = {}
+
+#: Packages whose arrays a kernel without an implementation for them computes
+#: on the host: the arguments are copied there, the results copied back.
+HOST_FALLBACK = ("cupy",)
 
 
 class Kernel:
@@ -114,6 +119,8 @@ class Kernel:
         for cls in typ.__mro__:
             if cls in by_type:
                 return by_type[cls]
+        if package in HOST_FALLBACK and np.ndarray in by_type:
+            return on_host(by_type[np.ndarray])
         msg = (
             f"kernel {self.name} ({implementation}) takes no {typ.__module__}."
             f"{typ.__qualname__}; it takes "
@@ -128,6 +135,51 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"Kernel({self.name!r}, implementations={self.implementations()})"
+
+
+def _device_module(args) -> Any:
+    for a in args:
+        package = type(a).__module__.partition(".")[0]
+        if package in HOST_FALLBACK:
+            return importlib.import_module(package)
+    return None
+
+
+def _to_host(a: Any, xp: Any) -> Any:
+    return a.get() if type(a).__module__.startswith(xp.__name__) else a
+
+
+def _to_device(result: Any, xp: Any) -> Any:
+    if isinstance(result, np.ndarray):
+        return xp.asarray(result)
+    if isinstance(result, tuple | list):
+        return type(result)(_to_device(r, xp) for r in result)
+    if isinstance(result, dict):
+        return {k: _to_device(v, xp) for k, v in result.items()}
+    return result  # a table, a number: the caller takes it as it is
+
+
+def on_host(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` (a NumPy implementation) for device arrays: their arguments
+    copied to the host, NumPy results (also in tuples, lists and dicts) copied
+    back to the device of the first device array.
+
+    Examples
+    --------
+    >>> on_host(np.add)(np.ones(2), 1).tolist()  # NumPy in: nothing to copy
+    [2.0, 2.0]
+    """
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        xp = _device_module([*args, *kwargs.values()])
+        if xp is None:
+            return func(*args, **kwargs)
+        host = [_to_host(a, xp) for a in args]
+        named = {k: _to_host(v, xp) for k, v in kwargs.items()}
+        return _to_device(func(*host, **named), xp)
+
+    run.__wrapped__ = func
+    return run
 
 
 def kernel(name: str) -> Kernel:

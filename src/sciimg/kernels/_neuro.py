@@ -298,6 +298,10 @@ def derive_tensor_map(params: np.ndarray, name: str) -> np.ndarray:
     """
     from dipy.reconst import dti
 
+    if type(params).__module__.partition(".")[0] == "cupy":
+        from sciimg.kernels._dispatch import on_host
+
+        return on_host(derive_tensor_map)(params, name)  # dipy's formulas
     evals = params[..., :3]
     evecs = params[..., 3:].reshape((*params.shape[:-1], 3, 3))
     maps: dict[str, Any] = {
