@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from sciimg.device import to_device
 from sciimg.io import (
     ZarrStoreWriter,
     discover_images,
@@ -132,7 +133,7 @@ def _build(run, item: Item, fingerprint: str) -> Job:
     cfg = run.cfg
     image = open_image(item.payload, chunk_memory=cfg.chunk_memory)
     results: dict[str, Any] = {
-        "image": image.data,
+        "image": to_device(image.data, cfg.device),
         "dims": image.dims,
         "affine": image.affine,
         "zooms": image.zooms,
@@ -157,7 +158,7 @@ def _build(run, item: Item, fingerprint: str) -> Job:
         item.id,
         fingerprint,
         writer,
-        store_images(writer, images, owners),
+        store_images(writer, images, owners, cfg.device),
         owners,
         kind="image",
     )

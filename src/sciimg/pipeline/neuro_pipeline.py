@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sciimg.device import to_device
 from sciimg.io import (
     Subject,
     ZarrStoreWriter,
@@ -124,7 +125,7 @@ def _build(run, item: Item, fingerprint: str) -> Job:
         subject.dwi, bval=subject.bval, bvec=subject.bvec, chunk_memory=chunk_memory
     )
     results: dict[str, Any] = {
-        "dwi": dwi.data,
+        "dwi": to_device(dwi.data, cfg.device),  # the only copy to a GPU
         "gtab": dwi.gtab,
         "affine": dwi.affine,
         "zooms": dwi.zooms,
@@ -145,7 +146,7 @@ def _build(run, item: Item, fingerprint: str) -> Job:
             "config": cfg.model_dump(mode="json"),
         },
     )
-    targets = store_images(writer, images, owners)
+    targets = store_images(writer, images, owners, cfg.device)
     return Job(
         subject.id,
         fingerprint,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from sciimg.device import to_host
 from sciimg.io import ZarrStoreWriter
 
 __all__ = ["graph_keys", "store_images"]
@@ -15,11 +18,19 @@ def graph_keys(arrays) -> set:
     return keys
 
 
-def store_images(writer: ZarrStoreWriter, images, owners: dict) -> list:
+def store_images(
+    writer: ZarrStoreWriter, images, owners: dict, device: str = "cpu"
+) -> list:
     """The lazy writes of ``images``, their tasks attributed to the ``write`` step.
 
-    The unfinished store is removed if the writes cannot even be set up.
+    With ``device="gpu"`` the images come back to the host to be written. The
+    unfinished store is removed if the writes cannot even be set up.
     """
+    if device != "cpu":
+        images = {
+            name: replace(image, data=to_host(image.data, device))
+            for name, image in images.items()
+        }
     try:
         targets = writer.store_all(images)
     except BaseException:
