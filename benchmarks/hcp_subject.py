@@ -15,7 +15,7 @@ the run's tree; at the end the script prints:
 Usage::
 
     python benchmarks/hcp_subject.py [--data bench-data] [--workers 2] \\
-        [--implementation fast] [--out hcp.json]
+        [--implementation fast] [--device cpu] [--threads 1] [--out hcp.json]
 """
 
 from __future__ import annotations
@@ -35,16 +35,18 @@ import psutil
 INTERVAL = 0.2  # seconds between samples
 
 
-def _sciimg() -> str:
+def _sciimg() -> list[str]:
+    """The ``sciimg`` command of this Python (``python -m sciimg`` where the
+    package is on the path but not installed)."""
     beside = Path(sys.executable).with_name("sciimg")
-    return str(beside) if beside.exists() else "sciimg"
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", "sciimg"]
 
 
 def _dataset(folder: Path) -> Path:
     if not (folder / ".complete").exists():
         subprocess.run(
             [
-                _sciimg(),
+                *_sciimg(),
                 "synth",
                 "neuro",
                 str(folder),
@@ -59,15 +61,24 @@ def _dataset(folder: Path) -> Path:
     return folder
 
 
-def _config(path: Path, data: Path, out: Path, workers: int, implementation: str):
+def _config(
+    path: Path,
+    data: Path,
+    out: Path,
+    workers: int,
+    implementation: str,
+    device: str = "cpu",
+    threads: int = 1,
+):
     steps = "\n".join(
         f"  {name}: {{implementation: {implementation}}}"
         for name in ("mask", "denoise", "dti")
     )
     path.write_text(
         f"pipeline: neuro\ninput:\n  path: {data}\noutput: {out}\n"
+        f"device: {device}\n"
         f"steps:\n{steps}\nexport: [fa, md, mask]\n"
-        f"cluster:\n  n_workers: {workers}\n  threads_per_worker: 1\n"
+        f"cluster:\n  n_workers: {workers}\n  threads_per_worker: {threads}\n"
     )
 
 
@@ -118,17 +129,22 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=Path("bench-data"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--implementation", default="fast")
+    parser.add_argument("--device", default="cpu", help="cpu or gpu")
+    parser.add_argument("--threads", type=int, default=1, help="per worker")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
     data = _dataset(args.data.resolve() / "neuro-hcp")
-    out = args.data.resolve() / f"run-hcp-{args.implementation}"
-    cfg = args.data.resolve() / f"hcp-{args.implementation}.yaml"
-    _config(cfg, data, out, args.workers, args.implementation)
+    name = f"{args.implementation}-{args.device}"
+    out = args.data.resolve() / f"run-hcp-{name}"
+    cfg = args.data.resolve() / f"hcp-{name}.yaml"
+    _config(
+        cfg, data, out, args.workers, args.implementation, args.device, args.threads
+    )
 
     before = os.times()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([_sciimg(), "run", str(cfg), "--force"])
+    proc = subprocess.Popen([*_sciimg(), "run", str(cfg), "--force"])
     sampler = _Sampler(proc.pid)
     code = proc.wait()
     wall = time.perf_counter() - t0
@@ -156,6 +172,7 @@ def main(argv=None) -> int:
         "status": code,
         "workers": args.workers,
         "implementation": args.implementation,
+        "device": args.device,
         "wall_s": round(wall, 1),
         "cpu_s_tree": round(max(tree_cpu, sum(sampler.cpu.values())), 1),
         "cpu_s_workers": round(worker_cpu, 1),
