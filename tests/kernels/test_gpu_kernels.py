@@ -17,7 +17,7 @@ from dipy.io.gradients import read_bvals_bvecs
 from dipy.io.image import load_nifti
 
 from sciimg import kernels
-from sciimg.kernels import _gpu_astro as gpu_astro
+from sciimg.kernels import _clip_xp as gpu_astro
 from sciimg.kernels import _gpu_neuro as gpu_neuro
 
 TOL = 1e-5

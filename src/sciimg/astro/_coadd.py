@@ -62,52 +62,17 @@ def clipped_mean(
     >>> round(float(m[0]), 3), int(n[0]), bool(c[0])
     (1.033, 3, True)
     """
-    values = np.asarray(values, dtype=np.float64)
-    variances = np.asarray(variances, dtype=np.float64)
-    ok = np.isfinite(values) & np.isfinite(variances) & (variances > 0)
-    if valid is not None:
-        ok &= valid
-    keep = ok.copy()
-    weights = np.where(ok, 1.0 / np.where(ok, variances, 1.0), 0.0)
-    x = np.where(ok, values, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for it in range(iterations):
-            kept = np.where(keep, values, np.nan)
-            if clip == "stack" or it == 0:
-                center = _nanmedian(kept)
-            else:
-                w = np.where(keep, weights, 0.0)
-                center = (w * x).sum(0) / w.sum(0)
-            spread = np.sqrt(_nanvar(kept)) if clip == "stack" else np.sqrt(variances)
-            within = np.abs(values - center) <= nsigma * spread
-            new = keep & within
-            # Never clip a pixel empty: keep what it had.
-            empty = ~new.any(0) & keep.any(0)
-            keep = np.where(empty, keep, new)
-        w = np.where(keep, weights, 0.0)
-        total = w.sum(0)
-        mean = np.where(
-            total > 0, (w * x).sum(0) / np.where(total > 0, total, 1), np.nan
-        )
-        var = np.where(total > 0, 1.0 / np.where(total > 0, total, 1), np.nan)
-    return mean, var, keep.sum(0), (ok & ~keep).any(0)
+    from sciimg import kernels
 
-
-def _without_empty(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # Pixels without any value would make NumPy warn (from worker threads, where
-    # warnings cannot be silenced safely); give them a dummy and restore NaN.
-    empty = np.isnan(a).all(0)
-    return np.where(empty, 0.0, a), empty
-
-
-def _nanmedian(a: np.ndarray) -> np.ndarray:
-    filled, empty = _without_empty(a)
-    return np.where(empty, np.nan, np.nanmedian(filled, axis=0))
-
-
-def _nanvar(a: np.ndarray) -> np.ndarray:
-    filled, empty = _without_empty(a)
-    return np.where(empty, np.nan, np.nanvar(filled, axis=0))
+    return kernels.clipped_mean(
+        values,
+        variances,
+        valid,
+        nsigma=nsigma,
+        iterations=iterations,
+        clip=clip,
+        implementation="reference",
+    )
 
 
 def _coadd_arrays(images, variances, masks, *, bad, sat, **kw):

@@ -53,7 +53,7 @@ def clipped_mean(
 
 @kernel("clipped_mean").register("reference")
 def _clipped_mean_numpy(values, variances, valid, **kwargs):
-    from sciimg.astro import clipped_mean as _clipped_mean
+    from sciimg.kernels._clip_xp import clipped_mean as _clipped_mean
 
     return _clipped_mean(values, variances, valid, **kwargs)
 
@@ -116,7 +116,7 @@ def coadd_stack(
     [1.0, 0.003, 3.0, 512.0]
     """
     if type(values).__module__.partition(".")[0] == "cupy":
-        from sciimg.kernels._gpu_astro import coadd_stack as on_gpu
+        from sciimg.kernels._clip_xp import coadd_stack as on_gpu
 
         # The whole stack at once: a GPU has the memory and wants the size.
         return on_gpu(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import cupy
 
-from sciimg.kernels import _gpu_astro as astro
+from sciimg.kernels import _clip_xp as clip
 from sciimg.kernels import _gpu_neuro as neuro
 from sciimg.kernels._dispatch import kernel, on_host
 
@@ -67,4 +67,4 @@ def _fit_tensor(data, gtab, mask, *, fit_method):
 
 @kernel("clipped_mean").register("fast", cupy.ndarray)
 def _clipped_mean(values, variances, valid, **kwargs):
-    return astro.clipped_mean(values, variances, valid, **kwargs)
+    return clip.clipped_mean(values, variances, valid, **kwargs)

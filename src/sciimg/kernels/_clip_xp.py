@@ -1,10 +1,10 @@
-"""The co-add kernels for GPUs, written against their input's namespace.
+"""The clipped co-add written once against its input's namespace.
 
-`clipped_mean` is the formulation of :func:`sciimg.astro.clipped_mean` with
-whole-stack operations (medians and variances along the visit axis), which a
-GPU runs in one pass per iteration; `coadd_stack` builds the four co-add planes
-from it without the CPU kernel's strips. Both run unchanged under NumPy, where
-the tests compare them with the CPU kernels.
+`clipped_mean` is whole-stack array operations (medians and variances along
+the visit axis): with NumPy arrays it is sciimg's ``reference`` clipped mean
+(:func:`sciimg.astro.clipped_mean`), with CuPy arrays the GPU's, in one pass per
+iteration. `coadd_stack` builds the four co-add planes from it without the CPU
+kernel's strips, for GPUs, whose memory holds a whole stack.
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ def clipped_mean(
     iterations: int = 2,
     clip: str = "variance",
 ) -> tuple[Any, Any, Any, Any]:
-    """Inverse-variance weighted mean along axis 0 after iterative clipping.
-
-    As :func:`sciimg.astro.clipped_mean`: mean, variance, values kept, and
-    whether any valid value was clipped.
+    """Inverse-variance weighted mean along axis 0 after iterative clipping:
+    mean, variance, values kept, and whether any valid value was clipped
+    (the algorithm: :func:`sciimg.astro.clipped_mean`).
 
     Examples
     --------
