@@ -139,10 +139,19 @@ def to_device(array: Any, device: str) -> Any:
     CPU, each block copied to the GPU once for ``"gpu"``."""
     if device == "cpu":
         return array
-    # The metadata stays NumPy's: the machine that builds the graph (a login
-    # node, a laptop driving a cluster) may have no GPU to make a CuPy one on.
-    meta = np.empty((0,) * array.ndim, dtype=array.dtype)
-    return array.map_blocks(_ascupy, dtype=array.dtype, meta=meta)
+    return array.map_blocks(_ascupy, dtype=array.dtype, meta=_meta(array))
+
+
+def _meta(array: Any) -> Any:
+    """An empty CuPy array for the graph's metadata (dask-image picks its
+    filters by it), or NumPy's where the machine building the graph (a login
+    node, a laptop driving a cluster) has no GPU to make one on."""
+    empty = (0,) * array.ndim
+    if gpu_problem() is None:
+        import cupy
+
+        return cupy.empty(empty, dtype=array.dtype)
+    return np.empty(empty, dtype=array.dtype)
 
 
 def _ascupy(block: Any) -> Any:
