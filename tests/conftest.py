@@ -31,6 +31,11 @@ def _slurm_unreachable() -> str | None:
 
 
 def pytest_collection_modifyitems(config, items):
+    _skip_slurm(items)
+    _skip_gpu(items)
+
+
+def _skip_slurm(items) -> None:
     # CI sets SCIIMG_REQUIRE_SLURM after starting SLURM: there the tests must run
     # (and fail if SLURM is not answering), not be skipped.
     if os.environ.get("SCIIMG_REQUIRE_SLURM"):
@@ -39,7 +44,6 @@ def pytest_collection_modifyitems(config, items):
     reason = _slurm_unreachable() if marked else None
     for item in marked if reason else ():
         item.add_marker(pytest.mark.skip(reason=reason))
-    _skip_gpu(items)
 
 
 def _skip_gpu(items) -> None:
