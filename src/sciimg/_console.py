@@ -13,6 +13,11 @@ err = Console(stderr=True, soft_wrap=True)
 
 def fail(message: str, code: int = 2) -> None:
     """Print ``message`` as ``error:`` lines on stderr and exit with ``code``."""
+    from rich.text import Text
+
     for line in str(message).splitlines():
-        err.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+        # The message as it is: brackets in it (a path, an extra such as
+        # 'sciimg[gpu]') are not markup.
+        text = Text.assemble(("error:", "red"), " ", line)
+        err.print(text, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
