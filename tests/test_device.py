@@ -100,3 +100,15 @@ def test_more_than_one_gpu_per_job(tmp_path):
     run = run_sciimg("jobscript", _config(tmp_path, device="gpu", cluster=cluster))
     assert run.returncode == 2
     assert "cluster.gpus: one GPU per worker job" in run.stderr
+
+
+def test_device_recorded_by_a_run(tmp_path, client):
+    import pyarrow.parquet as pq
+
+    path = _config(tmp_path)
+    image = nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4))
+    nib.save(image, tmp_path / "data" / "a.nii.gz")
+    report = run_pipeline(load_config(path), client=client, log=lambda message: None)
+    assert report.ok and report.config["device"] == "cpu"
+    manifest = pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()
+    assert [row["device"] for row in manifest] == ["cpu"]
