@@ -13,7 +13,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sciimg.kernels._clip_xp import clipped_mean as clipped_mean_xp
+from sciimg.kernels._clip_xp import coadd_planes
+from sciimg.kernels._clip_xp import coadd_stack as coadd_xp
 from sciimg.kernels._dispatch import kernel
+from sciimg.kernels._xp import namespace
 
 __all__ = ["calibrate_ccd", "clipped_mean", "coadd_stack", "detect_sources", "warp"]
 
@@ -51,11 +55,8 @@ def clipped_mean(
     )
 
 
-@kernel("clipped_mean").register("reference")
-def _clipped_mean_numpy(values, variances, valid, **kwargs):
-    from sciimg.kernels._clip_xp import clipped_mean as _clipped_mean
-
-    return _clipped_mean(values, variances, valid, **kwargs)
+# The NumPy formulation, the one the GPU runs too.
+kernel("clipped_mean").register("reference")(clipped_mean_xp)
 
 
 @kernel("clipped_mean").register("fast")
@@ -115,11 +116,9 @@ def coadd_stack(
     >>> out[:, 0, 0].round(3).tolist()
     [1.0, 0.003, 3.0, 512.0]
     """
-    if type(values).__module__.partition(".")[0] == "cupy":
-        from sciimg.kernels._clip_xp import coadd_stack as on_gpu
-
+    if namespace(values) is not np:
         # The whole stack at once: a GPU has the memory and wants the size.
-        return on_gpu(
+        return coadd_xp(
             values,
             variances,
             saturated,
@@ -135,7 +134,7 @@ def coadd_stack(
     rows = max(1, _STRIP_VALUES // max(1, n * nx))
     for r in range(0, ny, rows):
         s = slice(r, r + rows)
-        mean, var, depth, was_clipped = clipped_mean(
+        kept = clipped_mean(
             values[:, s],
             variances[:, s],
             nsigma=nsigma,
@@ -143,10 +142,8 @@ def coadd_stack(
             clip=clip,
             implementation=implementation,
         )
-        mask = np.where(saturated[s], sat, 0)
-        mask[depth == 0] |= no_data
-        mask[was_clipped] |= clipped
-        out[:, s] = mean, var, depth, mask
+        flags = {"sat": sat, "no_data": no_data, "clipped": clipped}
+        out[:, s] = coadd_planes(saturated[s], *kept, **flags)
     return out
 
 

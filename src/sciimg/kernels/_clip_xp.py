@@ -15,7 +15,7 @@ import numpy as np
 
 from sciimg.kernels._xp import namespace
 
-__all__ = ["clipped_mean", "coadd_stack"]
+__all__ = ["clipped_mean", "coadd_planes", "coadd_stack"]
 
 
 def _along_visits(xp, func, a):
@@ -101,10 +101,34 @@ def coadd_stack(
     >>> out[:, 0, 0].round(3).tolist()
     [1.0, 0.003, 3.0, 512.0]
     """
-    xp = namespace(values, variances, saturated)
-    mean, var, depth, was_clipped = clipped_mean(
+    kept = clipped_mean(
         values, variances, nsigma=nsigma, iterations=iterations, clip=clip
     )
+    return coadd_planes(saturated, *kept, sat=sat, no_data=no_data, clipped=clipped)
+
+
+def coadd_planes(
+    saturated: Any,
+    mean: Any,
+    var: Any,
+    depth: Any,
+    was_clipped: Any,
+    *,
+    sat: int,
+    no_data: int,
+    clipped: int,
+) -> Any:
+    """The four float64 co-add planes from `clipped_mean`'s results: image,
+    variance, depth, and the mask of saturated, empty and clipped pixels.
+
+    Examples
+    --------
+    >>> one = np.ones((1, 1))
+    >>> coadd_planes(one > 0, one, one, 0 * one, one > 0, sat=2, no_data=256,
+    ...              clipped=512)[:, 0, 0].tolist()
+    [1.0, 1.0, 0.0, 770.0]
+    """
+    xp = namespace(mean, saturated)
     mask = xp.where(xp.asarray(saturated), sat, 0)
     mask = xp.where(depth == 0, mask | no_data, mask)
     mask = xp.where(was_clipped, mask | clipped, mask)

@@ -13,7 +13,8 @@ from typing import Any, Literal
 import numpy as np
 
 from sciimg.errors import InputError
-from sciimg.kernels._dispatch import kernel
+from sciimg.kernels._dispatch import kernel, on_host
+from sciimg.kernels._xp import namespace
 
 __all__ = [
     "derive_tensor_map",
@@ -298,9 +299,7 @@ def derive_tensor_map(params: np.ndarray, name: str) -> np.ndarray:
     """
     from dipy.reconst import dti
 
-    if type(params).__module__.partition(".")[0] == "cupy":
-        from sciimg.kernels._dispatch import on_host
-
+    if namespace(params) is not np:
         return on_host(derive_tensor_map)(params, name)  # dipy's formulas
     evals = params[..., :3]
     evecs = params[..., 3:].reshape((*params.shape[:-1], 3, 3))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["asnumpy", "namespace", "ndimage"]
+__all__ = ["namespace", "ndimage"]
 
 
 def namespace(*arrays: Any) -> ModuleType:
@@ -47,14 +47,3 @@ def ndimage(xp: ModuleType) -> ModuleType:
     import cupyx.scipy.ndimage
 
     return cupyx.scipy.ndimage
-
-
-def asnumpy(a: Any) -> Any:
-    """``a`` on the host: CuPy arrays copied back, anything else as it is.
-
-    Examples
-    --------
-    >>> asnumpy(3)
-    3
-    """
-    return a.get() if type(a).__module__.partition(".")[0] == "cupy" else a
