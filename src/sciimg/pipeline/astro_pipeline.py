@@ -343,6 +343,15 @@ PIPELINE = Pipeline(
     discover=_discover,
     start=_start,
     finish=_finish,
+    worker_modules=(
+        "sciimg.pipeline.astro_steps",
+        "sciimg.io",
+        "astropy.io.fits",
+        "astropy.wcs",
+        "reproject",
+        "astroscrappy",
+        "sep",
+    ),
     stages=(
         Stage(
             "exposure",

@@ -16,6 +16,7 @@ from sciimg.errors import ClusterError, ConfigError
 from sciimg.pipeline._health import Limits, remember
 from sciimg.pipeline._own_settings import own_cluster_config, worker_prologue
 from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig, parse_duration
+from sciimg.pipeline.worker_start import METHOD_KEY, start_method
 
 __all__ = ["batch_cluster_class", "connect", "open_client"]
 
@@ -97,6 +98,9 @@ def open_client(
     limits = Limits.for_cluster(cfg)
     # A scheduler sciimg starts gives up on a task after fewer worker deaths.
     own = own_cluster_config(cfg.profile) if cfg.kind != "scheduler" else {}
+    method = start_method(cfg)
+    if method is not None:  # workers forked from the server a run started
+        own[METHOD_KEY] = method
     with dask.config.set(own):
         client = _open(cfg, log or (lambda message: None))
     remember(client, limits)

@@ -8,7 +8,9 @@ side by side (`sciimg.pipeline._jobs.compute_jobs`): each item's store is
 committed as soon as its own results are in, and a failure stays with its item.
 The first stage's items are found before the output folder is touched, so
 that what is wrong with the input is said first. The cluster starts when the
-first computation needs it. This module names no pipeline.
+first computation needs it; the process its local workers are forked from
+starts with the run (`sciimg.pipeline.worker_start`). This module names no
+pipeline.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sciimg.pipeline.records import drop_record, read_record
 from sciimg.pipeline.registry import Item, Pipeline, Stage, get_pipeline
 from sciimg.pipeline.report import RunReport, write_report
 from sciimg.pipeline.where import Where
+from sciimg.pipeline.worker_start import warm_worker_server
 
 __all__ = ["Job", "Run", "run"]
 
@@ -72,9 +75,19 @@ class Run:
 class _Cluster:
     """The run's client: the caller's, or one started on first use (and closed)."""
 
-    def __init__(self, cfg: PipelineConfig, client, log, stack: contextlib.ExitStack):
+    def __init__(
+        self,
+        cfg: PipelineConfig,
+        client,
+        log,
+        stack: contextlib.ExitStack,
+        worker_modules: tuple[str, ...] = (),
+    ):
         self.cfg, self.client, self.log, self.stack = cfg, client, log, stack
         self.own = client is None
+        if self.own and cfg.device == "cpu":
+            # The workers' imports overlap with the planning that comes first.
+            warm_worker_server(cfg.cluster, worker_modules)
         self.info: dict[str, Any] = {}
         self.gpu_checked = False
 
@@ -146,7 +159,7 @@ def run(
             log(f"{item_id}: failed: {state.results[item_id].error}")
         jobs: list[Job] = []
         with contextlib.ExitStack() as stack:
-            cluster = _Cluster(cfg, client, log, stack)
+            cluster = _Cluster(cfg, client, log, stack, pipeline.worker_modules)
             try:
                 if pipeline.start is not None:
                     pipeline.start(state)

@@ -170,6 +170,7 @@ PIPELINE = Pipeline(
     discover=_discover,
     inputs=("image", "dims", "affine", "zooms", "source", "chunk_memory"),
     default_steps=(),
+    worker_modules=("sciimg.pipeline.images_pipeline", "sciimg.io"),
     stages=(
         Stage(
             "image",

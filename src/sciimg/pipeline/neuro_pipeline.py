@@ -177,6 +177,7 @@ PIPELINE = Pipeline(
     bench="sciimg.bench.neuro_suite:SUITE",
     discover=_discover,
     inputs=("dwi", "gtab", "affine", "zooms", "subject", "chunk_memory"),
+    worker_modules=("sciimg.pipeline.neuro_steps", "sciimg.io", "nibabel"),
     stages=(
         Stage(
             "subject",

@@ -133,6 +133,11 @@ class Pipeline:
     bench : str, optional
         ``"module:attribute"`` of the pipeline's :class:`sciimg.bench.Suite`,
         for ``sciimg bench``; None if it has none.
+    worker_modules : tuple of str
+        What the pipeline's tasks import on the workers, imported once for all
+        the worker processes of a local cluster (see
+        `sciimg.pipeline.worker_start`). Each must import without starting a
+        thread: the workers are forks of the process that imported them.
     """
 
     name: str
@@ -144,6 +149,7 @@ class Pipeline:
     finish: Callable[..., None] | None = None
     description: str = ""
     bench: str | None = None
+    worker_modules: tuple[str, ...] = ()
 
     @property
     def fixed_steps(self) -> bool:
