@@ -56,17 +56,20 @@ def _python(code: str, env=None, drop=()) -> str:
 
 
 def test_workers_are_forks_of_the_warm_process_with_dasks_worker_environment():
+    """Forks of the server that imported the modules, with Dask's thread limits
+    and Ctrl-C ignored (the run stops them in order)."""
     # In a fresh interpreter: the server is one per process, for its life.
     out = _python(
         """
-        import os, sys
+        import os, signal, sys
         from sciimg.pipeline.cluster import open_client
         from sciimg.pipeline.cluster_config import ClusterConfig
         from sciimg.pipeline.worker_start import start_method, warm_worker_server
 
         def look():
             return (os.getppid(), "sciimg.io" in sys.modules,
-                    os.environ.get("OMP_NUM_THREADS"))
+                    os.environ.get("OMP_NUM_THREADS"),
+                    signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
 
         if __name__ == "__main__":
             cfg = ClusterConfig(kind="local", n_workers=1, threads_per_worker=1,
@@ -79,15 +82,15 @@ def test_workers_are_forks_of_the_warm_process_with_dasks_worker_environment():
             assert start_method(cfg) == "forkserver"
             client = open_client(cfg)
             try:
-                (parent, preloaded, omp), = client.run(look).values()
+                (parent, preloaded, omp, no_ctrl_c), = client.run(look).values()
             finally:
                 client.shutdown()
             # A worker Dask spawns is a child of this process (its nanny's).
-            print(changed, parent != os.getpid(), preloaded, omp)
+            print(changed, parent != os.getpid(), preloaded, omp, no_ctrl_c)
         """,
         drop=ONE_THREAD,
     )
-    assert out.splitlines()[-1] == "None True True 1"
+    assert out.splitlines()[-1] == "None True True 1 True"
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")

@@ -3,10 +3,9 @@ machine, a running scheduler, or batch jobs through dask-jobqueue."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -16,7 +15,11 @@ from sciimg.errors import ClusterError, ConfigError
 from sciimg.pipeline._health import Limits, remember
 from sciimg.pipeline._own_settings import own_cluster_config, worker_prologue
 from sciimg.pipeline.cluster_config import BATCH_KINDS, ClusterConfig, parse_duration
-from sciimg.pipeline.worker_start import METHOD_KEY, start_method
+from sciimg.pipeline.worker_start import (
+    METHOD_KEY,
+    start_method,
+    workers_ignore_ctrl_c,
+)
 
 __all__ = ["batch_cluster_class", "connect", "open_client"]
 
@@ -121,7 +124,9 @@ def _open(cfg: ClusterConfig, log: Callable[[str], None]) -> Any:
             raise ClusterError(msg) from exc
     if cfg.kind == "local":
         threads = cfg.threads_per_worker
-        with _workers_ignore_ctrl_c():
+        # Forks of the server inherit its disposition, set when it started.
+        forked = start_method(cfg) is not None
+        with contextlib.nullcontext() if forked else workers_ignore_ctrl_c():
             cluster = LocalCluster(
                 n_workers=cfg.n_workers or max(1, (os.cpu_count() or 1) // threads),
                 threads_per_worker=threads,
@@ -153,25 +158,6 @@ def _open(cfg: ClusterConfig, log: Callable[[str], None]) -> Any:
         cluster.close()
         raise
     return client
-
-
-@contextmanager
-def _workers_ignore_ctrl_c() -> Iterator[None]:
-    """Start worker processes with SIGINT ignored (they inherit it).
-
-    Ctrl-C in a terminal reaches every process of the foreground group: the
-    workers would die mid-task with tracebacks of their own, before this
-    process could stop the run in order. They are stopped when the cluster is
-    closed.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, handler)
 
 
 def _await_workers(client: Any, cluster: Any, cfg: ClusterConfig, log) -> None:

@@ -22,10 +22,17 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["METHOD_KEY", "start_method", "warm_worker_server"]
+__all__ = [
+    "METHOD_KEY",
+    "start_method",
+    "warm_worker_server",
+    "workers_ignore_ctrl_c",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +81,33 @@ def _environ(extra: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored (they inherit it).
+
+    Ctrl-C in a terminal reaches every process of the foreground group: the
+    workers would die mid-task with tracebacks of their own, before this
+    process could stop the run in order. They are stopped when the cluster is
+    closed. Forks of the server inherit the server's disposition, so the server
+    is started with it; spawned workers need it while they are started.
+
+    Examples
+    --------
+    >>> import signal
+    >>> with workers_ignore_ctrl_c():
+    ...     signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    True
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 def _applies(cluster: Any) -> bool:
@@ -160,7 +194,7 @@ def warm_worker_server(cluster: Any, modules: Sequence[str] = ()) -> str | None:
         context = get_mp_context()
     context.set_forkserver_preload(["distributed", *modules])
     try:
-        with _environ(pre_spawn):
+        with _environ(pre_spawn), workers_ignore_ctrl_c():
             from multiprocessing import forkserver
 
             forkserver.ensure_running()
