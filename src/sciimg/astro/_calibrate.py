@@ -273,6 +273,20 @@ def calibrate(
     names = ("image", "variance", "mask", "background")
     dtypes = (np.float32, np.float32, np.int32, np.float32)
     return {
-        name: da.from_delayed(result[i], shape, dtype=dtype, name=f"{name}-{token}")
+        name: _output(result, i, shape, dtype, f"{name}-{token}")
         for i, (name, dtype) in enumerate(zip(names, dtypes, strict=True))
     }
+
+
+def _output(result, index: int, shape, dtype, name: str):
+    """Output ``index`` of the calibration task as a one-chunk array, taken in
+    the chunk's own task (``from_delayed`` of ``result[index]`` would add a
+    task for the item and another that only names it)."""
+    import operator
+
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
+    layer = {(name,) + (0,) * len(shape): (operator.getitem, result.key, index)}
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[result])
+    return da.Array(graph, name, tuple((n,) for n in shape), dtype=dtype)

@@ -149,4 +149,7 @@ def _lazy(
         chunks=chunks,
         name=f"fits-{token}",
         meta=np.empty((0,) * len(shape), dtype=dtype),
+        # The reader is a path and an HDU number: in every chunk's task rather
+        # than a task of its own that each chunk waits for.
+        inline_array=True,
     )
