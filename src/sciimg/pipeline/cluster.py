@@ -105,12 +105,12 @@ def open_client(
     if method is not None:  # workers forked from the server a run started
         own[METHOD_KEY] = method
     with dask.config.set(own):
-        client = _open(cfg, log or (lambda message: None))
+        client = _open(cfg, log or (lambda message: None), forked=method is not None)
     remember(client, limits)
     return client
 
 
-def _open(cfg: ClusterConfig, log: Callable[[str], None]) -> Any:
+def _open(cfg: ClusterConfig, log: Callable[[str], None], forked: bool = False) -> Any:
     from distributed import Client, LocalCluster
 
     if cfg.kind == "scheduler":
@@ -125,7 +125,6 @@ def _open(cfg: ClusterConfig, log: Callable[[str], None]) -> Any:
     if cfg.kind == "local":
         threads = cfg.threads_per_worker
         # Forks of the server inherit its disposition, set when it started.
-        forked = start_method(cfg) is not None
         with contextlib.nullcontext() if forked else workers_ignore_ctrl_c():
             cluster = LocalCluster(
                 n_workers=cfg.n_workers or max(1, (os.cpu_count() or 1) // threads),
