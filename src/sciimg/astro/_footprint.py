@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sciimg.astro._masks import _flagged
 from sciimg.astro._warp import _header_wcs, _margin, input_box, psf_match
 
 __all__ = ["footprint_box", "warp_footprint"]
@@ -155,8 +154,11 @@ class _Positions:
     reproject's ``map_coordinates`` does, with where they fall inside the array
     and where outside the image."""
 
-    def __init__(self, coords: np.ndarray, shape: Sequence[int]):
-        size = np.array(shape, dtype=float)[:, None]
+    def __init__(self, coords, shape: Sequence[int]):
+        from sciimg.kernels import namespace
+
+        xp = namespace(coords)
+        size = xp.asarray(np.array(shape, dtype=float)[:, None])
         c = coords.copy()
         for i, n in enumerate(shape):
             row = c[i]
@@ -176,27 +178,30 @@ def _interp(plane: np.ndarray, pos: _Positions, order: int) -> np.ndarray:
     looked up directly: SciPy's ``floor(x + 0.5)`` within [0, n - 1], its
     constant value outside.
     """
-    from scipy.ndimage import map_coordinates
+    from sciimg.kernels import namespace, ndimage
 
+    xp = namespace(plane)
+    map_coordinates = ndimage(xp).map_coordinates
     if plane.dtype.kind != "f" or plane.dtype.itemsize < 4:
         plane = plane.astype(np.float32)
     n = pos.coords.shape[1]
     if order == 0:
-        out = np.full(n, np.nan)
+        out = xp.full(n, np.nan)
         c = pos.coords
-        ok = ~((c < 0) | (c > np.array(pos.shape)[:, None] - 1)).any(0)
-        idx = tuple(np.floor(c[i, ok] + 0.5).astype(np.intp) for i in range(len(c)))
+        last = xp.asarray(np.array(pos.shape)[:, None] - 1)
+        ok = ~((c < 0) | (c > last)).any(0)
+        idx = tuple(xp.floor(c[i, ok] + 0.5).astype(np.intp) for i in range(len(c)))
         out[ok] = plane[idx]
     elif order <= 1 and plane.dtype.isnative:
         kw = {"order": order, "mode": "constant", "cval": np.nan}
         out = map_coordinates(plane, pos.coords, output=np.float64, **kw)
     else:
         kw = {"order": order, "mode": "constant", "cval": np.nan}
-        if pos.inside.all():
+        if bool(pos.inside.all()):
             out = map_coordinates(plane, pos.coords, output=np.float64, **kw)
         else:
-            out = np.full(n, np.nan)
-            if pos.inside.any():
+            out = xp.full(n, np.nan)
+            if bool(pos.inside.any()):
                 out[pos.inside] = map_coordinates(
                     plane, pos.coords[:, pos.inside], **kw
                 )
@@ -213,35 +218,36 @@ def _warp_band(planes, w_in, w_out, cut, band, shape, sigma, bits) -> np.ndarray
     saturated, as the co-addition takes them: the pixels of ``_warp_arrays``,
     from one pixel transform instead of two.
     """
-    from scipy.ndimage import binary_dilation
+    from sciimg.kernels import namespace, ndimage
 
+    # Planes on a GPU are warped there; the positions are computed here (by
+    # astropy) and copied over once for all planes.
+    xp = namespace(*planes)
     bad, sat, no_data = bits
-    image = np.asarray(planes[0], dtype=np.float64)
-    variance = np.asarray(planes[1], dtype=np.float64)
-    mask = np.asarray(planes[2], dtype=np.int64)
-    invalid = (
-        ~np.isfinite(image) | ~np.isfinite(variance) | _flagged(mask, bad, image.shape)
-    )
+    image = xp.asarray(planes[0], dtype=np.float64)
+    variance = xp.asarray(planes[1], dtype=np.float64)
+    mask = xp.asarray(planes[2], dtype=np.int64)
+    invalid = ~xp.isfinite(image) | ~xp.isfinite(variance) | ((mask & bad) != 0)
     matched, var, invalid = psf_match(image, variance, invalid, sigma)
     coords = _pixel_in(w_in, w_out, band, shape)
     coords -= np.array(cut, dtype=float)[:, None]
-    pos = _Positions(coords, image.shape)
+    pos = _Positions(xp.asarray(coords), image.shape)
     out_img = _interp(matched, pos, 3).reshape(shape)
     out_var = _interp(var, pos, 3).reshape(shape)
     # A flagged pixel spoils the output pixels whose interpolation touches it:
     # grow the flags by one pixel, then take the nearest. Flags and mask go in
     # one plane (exact in float64), as both take the same nearest pixel.
-    spoiled = binary_dilation(invalid, np.ones((3, 3), bool))
+    spoiled = ndimage(xp).binary_dilation(invalid, xp.ones((3, 3), bool))
     nearest = _interp(mask * 2.0 + spoiled, pos, 0).reshape(shape)
-    empty = ~np.isfinite(out_img)
-    known = np.isfinite(nearest)
-    code = np.where(known, nearest, 0).astype(np.int64)
+    empty = ~xp.isfinite(out_img)
+    known = xp.isfinite(nearest)
+    code = xp.where(known, nearest, 0).astype(np.int64)
     out_mask = code >> 1
     out_mask[empty] |= no_data
     bad_out = ~known | (code & 1 != 0) | empty
-    out = np.empty((3, *shape), dtype=np.float32)
-    out[0] = np.where(bad_out | _flagged(out_mask, bad, shape), np.nan, out_img)
-    out[1] = np.where(bad_out, np.nan, out_var)
+    out = xp.empty((3, *shape), dtype=np.float32)
+    out[0] = xp.where(bad_out | ((out_mask & bad) != 0), np.nan, out_img)
+    out[1] = xp.where(bad_out, np.nan, out_var)
     out[2] = ((out_mask & sat) != 0) if sat else 0
     return out
 
@@ -299,12 +305,15 @@ def warp_footprint(
     >>> bool(np.allclose(got[0], img)), got.shape
     (True, (3, 32, 32))
     """
+    from sciimg.kernels import namespace
+
+    xp = namespace(*planes)  # CuPy planes are warped on their GPU
     w_in = _header_wcs(wcs) if isinstance(wcs, str) else wcs
     w_target = _header_wcs(target_wcs) if isinstance(target_wcs, str) else target_wcs
     y0, y1, x0, x1 = box
     width = x1 - x0
     if out is None:
-        out = np.empty((3, y1 - y0, width), dtype=np.float32)
+        out = xp.empty((3, y1 - y0, width), dtype=np.float32)
     # Bands of equal height: a thin last band would pay a whole margin of input.
     bands = -(-(y1 - y0) * width // max(1, band_pixels))
     rows = max(1, -(-(y1 - y0) // max(1, bands)))
@@ -326,7 +335,7 @@ def warp_footprint(
         xa, xb = max(cut[2], held[2]), min(cut[3], held[3])
         local = (slice(ya - oy, yb - oy), slice(xa - ox, xb - ox))
         out[:, rows_out] = _warp_band(
-            [np.asarray(p[local]) for p in planes],
+            [xp.asarray(p[local]) for p in planes],
             w_in,
             w_target,
             (ya, xa),

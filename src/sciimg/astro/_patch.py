@@ -162,6 +162,7 @@ def coadd_patch(
     name: str = "coadd",
     scratch: str | Path | None = None,
     implementation: str = "fast",
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Warp, PSF-match and co-add exposures onto one patch.
 
@@ -202,6 +203,10 @@ def coadd_patch(
     implementation : {"fast", "reference"}
         Of the kernels :func:`sciimg.kernels.warp` and
         :func:`sciimg.kernels.clipped_mean`.
+    device : {"cpu", "gpu"}
+        Where the warps are made: on ``"gpu"`` each warp task copies its
+        exposure's input region to the GPU, warps it there and copies the warp
+        back. The co-add blocks run on the host.
 
     Returns
     -------
@@ -273,6 +278,7 @@ def coadd_patch(
             warp_bits,
             dest,
             implementation,
+            device,
         )
         token = dask.base.tokenize(*args)
         task = dask.delayed(_warp_task, pure=True)(

@@ -76,27 +76,51 @@ class _Reader:
         return type(self.plane).__name__, str(path), self.plane.shape
 
 
-def _read_region(planes, shape, wcs, target_wcs, box, sigma):
-    """The planes' input region under a footprint box, read now if small enough."""
+def _read_region(planes, shape, wcs, target_wcs, box, sigma, limit=READ_PIXELS):
+    """The planes' input region under a footprint box, read now if it has no
+    more than ``limit`` pixels (None: whatever its size)."""
     if any(not isinstance(p, _Reader) for p in planes):
         return planes, (0, 0)
     y0, y1, x0, x1 = box
     cut = input_box(
         wcs, shape, target_wcs, (y0, x0), (y1 - y0, x1 - x0), _margin(sigma)
     )
-    if cut is None or (cut[1] - cut[0]) * (cut[3] - cut[2]) > READ_PIXELS:
+    if cut is None:
+        return planes, (0, 0)
+    if limit is not None and (cut[1] - cut[0]) * (cut[3] - cut[2]) > limit:
         return planes, (0, 0)
     ya, yb, xa, xb = cut
     return [np.asarray(p[ya:yb, xa:xb]) for p in planes], (ya, xa)
 
 
 def _warp_task(
-    planes, offset, header, shape, target_header, box, sigma, bits, dest, impl
+    planes,
+    offset,
+    header,
+    shape,
+    target_header,
+    box,
+    sigma,
+    bits,
+    dest,
+    impl,
+    device="cpu",
 ):
-    """Warp one exposure onto its footprint box; into a new file of ``dest``."""
+    """Warp one exposure onto its footprint box; into a new file of ``dest``.
+
+    On ``device="gpu"`` the input region is read whole and warped on the GPU
+    (a CCD's three planes are a few hundred MiB there at most)."""
     wcs, target_wcs = _cached_wcs(header), _cached_wcs(target_header)
+    gpu = device == "gpu"
     if offset == (0, 0):
-        planes, offset = _read_region(planes, shape, wcs, target_wcs, box, sigma)
+        limit = None if gpu else READ_PIXELS
+        planes, offset = _read_region(planes, shape, wcs, target_wcs, box, sigma, limit)
+    # An exposure whose input region is empty stays on the host: nothing to warp.
+    gpu = gpu and not any(isinstance(p, _Reader) for p in planes)
+    if gpu:
+        import cupy
+
+        planes = [cupy.asarray(np.asarray(p)) for p in planes]
     data = kernels.warp(
         planes,
         wcs,
@@ -108,6 +132,8 @@ def _warp_task(
         offset=offset,
         implementation=impl,
     )
+    if gpu:
+        data = data.get() if hasattr(data, "get") else np.asarray(data)
     if dest is None:
         return _Warped(tuple(box), data=data)
     # A new name per attempt: a task run again (its worker lost) never writes

@@ -56,9 +56,13 @@ def _kernel(sigma: float) -> np.ndarray:
     return k / k.sum()
 
 
-def _separable(data: np.ndarray, k: np.ndarray) -> np.ndarray:
-    from scipy.ndimage import correlate1d
+def _separable(data, k: np.ndarray):
+    from sciimg.kernels import namespace, ndimage
 
+    # SciPy's, or CuPy's twin of it for arrays on a GPU.
+    xp = namespace(data)
+    correlate1d = ndimage(xp).correlate1d
+    k = xp.asarray(k)
     out = correlate1d(data, k, axis=0, mode="constant", cval=0.0)
     return correlate1d(out, k, axis=1, mode="constant", cval=0.0)
 
@@ -82,16 +86,19 @@ def psf_match(
     >>> bool(bad[0, 0]), bool(bad[0, 7])  # a corner keeps under half the weight
     (True, False)
     """
+    from sciimg.kernels import namespace
+
+    xp = namespace(image)  # NumPy, or CuPy for arrays on a GPU
     if sigma <= 0:
-        return np.where(invalid, 0.0, image), np.where(invalid, 0.0, variance), invalid
+        return xp.where(invalid, 0.0, image), xp.where(invalid, 0.0, variance), invalid
     k = _kernel(sigma)
-    valid = (~invalid).astype(np.float64)
+    valid = (~invalid).astype(xp.float64)
     den = _separable(valid, k)
-    num = _separable(np.where(invalid, 0.0, image), k)
-    var = _separable(np.where(invalid, 0.0, variance), k**2)
+    num = _separable(xp.where(invalid, 0.0, image), k)
+    var = _separable(xp.where(invalid, 0.0, variance), k**2)
     ok = den > 0.5
-    safe = np.where(ok, den, 1.0)
-    return np.where(ok, num / safe, 0.0), np.where(ok, var / safe**2, 0.0), ~ok
+    safe = xp.where(ok, den, 1.0)
+    return xp.where(ok, num / safe, 0.0), xp.where(ok, var / safe**2, 0.0), ~ok
 
 
 def _header_wcs(header: str):

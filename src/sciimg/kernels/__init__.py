@@ -51,6 +51,7 @@ from sciimg.kernels._neuro import (
     nlmeans,
     tensor_design_rank,
 )
+from sciimg.kernels._xp import namespace, ndimage
 
 # CuPy blocks: the GPU implementations register when the first one is seen.
 for _kernel in kernels().values():
@@ -73,6 +74,8 @@ __all__ = [
     "kernels",
     "mean_b0",
     "median_otsu",
+    "namespace",
+    "ndimage",
     "nlmeans",
     "on_host",
     "tensor_design_rank",

@@ -2,10 +2,10 @@
 
 Imported the first time a kernel is called with a CuPy array (see
 `sciimg.kernels.Kernel.register_lazy`). What has no GPU implementation here
-(calibration with astroscrappy and sep, detection with sep, the warp, dipy's
-blockwise non-local means, the hole filling of ``finalize_mask``, the
-``reference`` implementations) runs on the host: the block is copied there and
-the result back, by the dispatch point.
+(calibration with astroscrappy and sep, detection with sep, dipy's blockwise
+non-local means, the hole filling of ``finalize_mask``, the ``reference``
+implementations) runs on the host: the block is copied there and the result
+back, by the dispatch point.
 """
 
 from __future__ import annotations
@@ -68,3 +68,13 @@ def _fit_tensor(data, gtab, mask, *, fit_method):
 @kernel("clipped_mean").register("fast", cupy.ndarray)
 def _clipped_mean(values, variances, valid, **kwargs):
     return clip.clipped_mean(values, variances, valid, **kwargs)
+
+
+@kernel("warp").register("fast", cupy.ndarray)
+def _warp(planes, wcs, shape, target_wcs, box, **kwargs):
+    # The same code as on the CPU, on the planes' namespace: the pixel
+    # transform is computed on the host (astropy) and copied over once per band
+    # for all planes; PSF matching, interpolation and flags run on the GPU.
+    from sciimg.astro import warp_footprint
+
+    return warp_footprint(planes, wcs, shape, target_wcs, box, **kwargs)

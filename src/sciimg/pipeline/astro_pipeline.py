@@ -257,6 +257,7 @@ def _patch_job(run, item: Item, fingerprint: str) -> Job:
         _common_bits(sources),
         scratch,
         run.cfg.chunk_memory,
+        device=run.cfg.device,
         **params,
     )
     # The calexps are read inside the warp tasks: reading counts as warp.

@@ -233,11 +233,13 @@ def coadd_step(
     psf_fwhm,
     block,
     implementation,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Co-add the exposures covering one patch; the warps go to ``scratch``.
 
     ``chunk_memory`` is the run's (``chunk_memory:`` in the config): a block
-    task holds a visit stack of a quarter of it."""
+    task holds a visit stack of a quarter of it; ``device`` is the run's too
+    (the warps are made on a GPU with ``"gpu"``)."""
     return coadd_patch(
         sources,
         patch.wcs,
@@ -252,6 +254,7 @@ def coadd_step(
         name=f"coadd-{patch.id}",
         scratch=scratch,
         implementation=implementation,
+        device=device,
     )
 
 
