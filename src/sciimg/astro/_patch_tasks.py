@@ -111,7 +111,8 @@ def _warp_task(
     On ``device="gpu"`` the input region is read whole and warped on the GPU
     (a CCD's three planes are a few hundred MiB there at most)."""
     wcs, target_wcs = _cached_wcs(header), _cached_wcs(target_header)
-    gpu = device == "gpu"
+    # The reference warp is reproject's, on the host.
+    gpu = device == "gpu" and impl != "reference"
     if offset == (0, 0):
         limit = None if gpu else READ_PIXELS
         planes, offset = _read_region(planes, shape, wcs, target_wcs, box, sigma, limit)
