@@ -19,6 +19,7 @@ __all__ = [
     "Pause",
     "Removal",
     "duration",
+    "limit_of",
     "limit_text",
     "limits_for",
     "remember",
@@ -196,6 +197,22 @@ def limit_text(limit: int | None, memory: int | None = None, whose="its") -> str
     """
     text = f"{whose} {size(limit)} memory limit" if limit else f"{whose} memory limit"
     return f"{memory / limit:.0%} of {text}" if limit and memory is not None else text
+
+
+def limit_of(limits: dict[str, int], worker: str) -> int | None:
+    """``worker``'s memory limit in ``limits`` (by address); for one never seen
+    (restarted, it may die between two looks at the cluster), that of the
+    workers seen, if they all have the same.
+
+    Examples
+    --------
+    >>> limit_of({"a": 600, "b": 600}, "c"), limit_of({"a": 600, "b": 0}, "b")
+    (600, 600)
+    >>> limit_of({"a": 600, "b": 900}, "c") is None
+    True
+    """
+    seen = set(limits.values()) - {0}
+    return limits.get(worker) or (seen.pop() if len(seen) == 1 else None)
 
 
 def steps_text(steps: list[str]) -> str:

@@ -34,6 +34,7 @@ from sciimg.pipeline._health import (
     Pause,
     Removal,
     duration,
+    limit_of,
     limit_text,
     scheduler_state,
     steps_text,
@@ -248,8 +249,9 @@ class Watch:
             s for r in memory + paused for s in self.owners.of(r.keys, {i})[i]
         ]
         steps = list(dict.fromkeys(steps))
-        limit = self.memory_limits.get((memory or paused)[-1].worker)
-        at = limit_text(limit, whose="their")
+        at = limit_text(
+            limit_of(self.memory_limits, (memory or paused)[-1].worker), whose="their"
+        )
         n = len(memory or paused)
         times = f"{n} time{'s' if n > 1 else ''}"
         if memory:
@@ -293,8 +295,7 @@ class Watch:
             r.told = True
             if r.worker not in self.killed:
                 continue  # another death, or a restart said already
-            limit = self.memory_limits.get(r.worker)
-            at = limit_text(limit)
+            at = limit_text(limit_of(self.memory_limits, r.worker))
             for i, steps in self.owners.of(r.running or r.keys, pending).items():
                 self.log(
                     f"{self.jobs[i].id}: a worker restarted at {at} while running "
