@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sciimg.astro._warp import _header_wcs, _margin, input_box, psf_match
+from sciimg.kernels import namespace, ndimage
 
 __all__ = ["footprint_box", "warp_footprint"]
 
@@ -155,8 +156,6 @@ class _Positions:
     and where outside the image."""
 
     def __init__(self, coords, shape: Sequence[int]):
-        from sciimg.kernels import namespace
-
         xp = namespace(coords)
         size = xp.asarray(np.array(shape, dtype=float)[:, None])
         c = coords.copy()
@@ -178,8 +177,6 @@ def _interp(plane: np.ndarray, pos: _Positions, order: int) -> np.ndarray:
     looked up directly: SciPy's ``floor(x + 0.5)`` within [0, n - 1], its
     constant value outside.
     """
-    from sciimg.kernels import namespace, ndimage
-
     xp = namespace(plane)
     map_coordinates = ndimage(xp).map_coordinates
     if plane.dtype.kind != "f" or plane.dtype.itemsize < 4:
@@ -218,8 +215,6 @@ def _warp_band(planes, w_in, w_out, cut, band, shape, sigma, bits) -> np.ndarray
     saturated, as the co-addition takes them: the pixels of ``_warp_arrays``,
     from one pixel transform instead of two.
     """
-    from sciimg.kernels import namespace, ndimage
-
     # Planes on a GPU are warped there; the positions are computed here (by
     # astropy) and copied over once for all planes.
     xp = namespace(*planes)
@@ -305,8 +300,6 @@ def warp_footprint(
     >>> bool(np.allclose(got[0], img)), got.shape
     (True, (3, 32, 32))
     """
-    from sciimg.kernels import namespace
-
     xp = namespace(*planes)  # CuPy planes are warped on their GPU
     w_in = _header_wcs(wcs) if isinstance(wcs, str) else wcs
     w_target = _header_wcs(target_wcs) if isinstance(target_wcs, str) else target_wcs

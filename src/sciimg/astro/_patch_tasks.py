@@ -116,9 +116,8 @@ def _warp_task(
     if offset == (0, 0):
         limit = None if gpu else READ_PIXELS
         planes, offset = _read_region(planes, shape, wcs, target_wcs, box, sigma, limit)
-    # An exposure whose input region is empty stays on the host: nothing to warp.
-    gpu = gpu and not any(isinstance(p, _Reader) for p in planes)
-    if gpu:
+    # Planes still unread have an empty input region: nothing to warp on a GPU.
+    if gpu and not any(isinstance(p, _Reader) for p in planes):
         import cupy
 
         planes = [cupy.asarray(np.asarray(p)) for p in planes]
@@ -133,8 +132,8 @@ def _warp_task(
         offset=offset,
         implementation=impl,
     )
-    if gpu:
-        data = data.get() if hasattr(data, "get") else np.asarray(data)
+    if not isinstance(data, np.ndarray):  # warped on the GPU
+        data = data.get()
     if dest is None:
         return _Warped(tuple(box), data=data)
     # A new name per attempt: a task run again (its worker lost) never writes

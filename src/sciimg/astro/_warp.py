@@ -20,6 +20,7 @@ import numpy as np
 from sciimg.astro._masks import _flagged, bitmask, whole
 from sciimg.constants import FWHM_PER_SIGMA
 from sciimg.io import DEFAULT_MASK_BITS
+from sciimg.kernels import namespace, ndimage
 
 __all__ = ["input_box", "psf_match", "psf_match_sigma", "warp"]
 
@@ -57,8 +58,6 @@ def _kernel(sigma: float) -> np.ndarray:
 
 
 def _separable(data, k: np.ndarray):
-    from sciimg.kernels import namespace, ndimage
-
     # SciPy's, or CuPy's twin of it for arrays on a GPU.
     xp = namespace(data)
     correlate1d = ndimage(xp).correlate1d
@@ -86,8 +85,6 @@ def psf_match(
     >>> bool(bad[0, 0]), bool(bad[0, 7])  # a corner keeps under half the weight
     (True, False)
     """
-    from sciimg.kernels import namespace
-
     xp = namespace(image)  # NumPy, or CuPy for arrays on a GPU
     if sigma <= 0:
         return xp.where(invalid, 0.0, image), xp.where(invalid, 0.0, variance), invalid
