@@ -1,5 +1,6 @@
 """Readers, writers and stores: files in, lazy images with geometry out."""
 
+from sciimg.io._arrow_buffers import arrow_array, arrow_to_numpy
 from sciimg.io._atomic import atomic_path, temporary_sibling
 from sciimg.io._atomic import remove as remove_path
 from sciimg.io._catalog import catalog_format, read_catalog, write_catalog
@@ -41,6 +42,8 @@ __all__ = [
     "Image",
     "Subject",
     "ZarrStoreWriter",
+    "arrow_array",
+    "arrow_to_numpy",
     "atomic_path",
     "catalog_format",
     "chunk_budget",

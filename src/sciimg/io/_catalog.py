@@ -1,7 +1,9 @@
 """Source catalogs as Parquet or FITS tables, read and written without pandas.
 
 astropy reads Parquet only through pandas, which sciimg does not need otherwise,
-so Parquet goes through pyarrow here. The files stay what astropy writes: the
+so Parquet goes through pyarrow here, and columns pass between NumPy and Arrow
+as buffers (`sciimg.io.arrow_array`): pyarrow's own conversions import pandas
+whenever it is installed. The files stay what astropy writes: the
 same column types, string lengths under ``table::len::<name>`` and the table's
 metadata as ECSV YAML under ``table_meta_yaml``, so ``Table.read`` gives back the
 same units. Units and descriptions are also kept in each Arrow field's metadata,
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sciimg.errors import InputError
+from sciimg.io._arrow_buffers import arrow_array, arrow_to_numpy
 from sciimg.io._atomic import atomic_path
 from sciimg.io._fits import is_fits
 from sciimg.io._registry import read_magic
@@ -73,7 +76,6 @@ def _fits_holds_only_tables(path: Path) -> bool:
 
 
 def _arrow_column(col) -> tuple[pa.Array, dict[bytes, bytes]]:
-    import pyarrow as pa
     from astropy.table import Column
 
     name = col.info.name
@@ -81,17 +83,8 @@ def _arrow_column(col) -> tuple[pa.Array, dict[bytes, bytes]]:
         msg = f"column {name!r} is not a column of scalars; catalogs keep only those"
         raise ValueError(msg)
     mask = np.ma.getmaskarray(col) if getattr(col, "mask", None) is not None else None
-    values = np.asarray(col)
-    kind = None
-    if values.dtype.kind in "US":
-        # Typed, or an empty column would be Arrow's null type.
-        kind = pa.string() if values.dtype.kind == "U" else pa.binary()
-        values = values.tolist()
-    else:
-        # Parquet is little-endian; FITS tables arrive big-endian.
-        values = values.astype(values.dtype.newbyteorder("<"), copy=False)
     mask = mask if mask is not None and mask.any() else None
-    array = pa.array(values, type=kind, mask=mask)
+    array = arrow_array(np.asarray(col), mask)
     meta = {
         key.encode(): str(getattr(col.info, key)).encode()
         for key in _FIELD_KEYS
@@ -167,25 +160,11 @@ def write_catalog(table: Any, path: str | Path) -> Path:
 
 
 def _numpy_column(name: str, chunked: pa.ChunkedArray, width: int | None):
-    import pyarrow as pa
     from astropy.table import Column, MaskedColumn
 
-    kind = chunked.type
-    if pa.types.is_dictionary(kind):
-        chunked = chunked.cast(kind.value_type)
-        kind = kind.value_type
-    nulls = chunked.null_count > 0
-    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
-    if text or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        empty = "" if text else b""
-        items = [empty if v is None else v for v in chunked.to_pylist()]
-        width = width or max((len(v) for v in items), default=1) or 1
-        values = np.array(items, dtype=f"{'U' if text else 'S'}{width}")
-    else:
-        filled = chunked.fill_null(pa.scalar(0, kind)) if nulls else chunked
-        values = filled.to_numpy()
-    if nulls:
-        return MaskedColumn(values, name=name, mask=chunked.is_null().to_numpy())
+    values, mask = arrow_to_numpy(chunked, width)
+    if mask is not None:
+        return MaskedColumn(values, name=name, mask=mask)
     return Column(values, name=name)
 
 
@@ -196,7 +175,10 @@ def _read_parquet(path: Path) -> Table:
     from astropy.table import meta as table_meta
 
     try:
-        arrow = pq.read_table(path)
+        # One file's row groups; read_table goes through pyarrow's datasets,
+        # which import pandas.
+        with pq.ParquetFile(path) as parquet:
+            arrow = parquet.read()
     except (OSError, pa.ArrowException) as exc:
         raise InputError(path, f"is not a readable Parquet file ({exc})") from exc
     md = {k.decode(): v.decode() for k, v in (arrow.schema.metadata or {}).items()}

@@ -184,15 +184,19 @@ def warm_worker_server(cluster: Any, modules: Sequence[str] = ()) -> str | None:
         return None
     if _started_with is not None:
         return start_method(cluster)
-    import dask
-    from distributed.utils import get_mp_context
+    import multiprocessing
 
-    with dask.config.set({**_own_config(cluster), METHOD_KEY: "forkserver"}):
+    import dask
+    import distributed.utils
+
+    with dask.config.set(_own_config(cluster)):
         pre_spawn = _pre_spawn_environ()
-        # distributed sets its own list of modules to preload on first use of
-        # the context; sciimg's list, set after it, replaces it.
-        context = get_mp_context()
+    context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["distributed", *modules])
+    # On its first use of the context, distributed imports its optional
+    # packages (pandas among them, 0.4 s) in this process only to list them for
+    # the server's preload; the server started here has its own list already.
+    distributed.utils._forkserver_preload_set = True
     try:
         with _environ(pre_spawn), workers_ignore_ctrl_c():
             from multiprocessing import forkserver
