@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NGFF_VERSION",
+    "StoredOrder",
     "collection_attrs",
     "from_stored",
     "image_ome",
@@ -38,6 +39,7 @@ __all__ = [
     "series_attrs",
     "stored_chunks",
     "stored_shape",
+    "to_store",
     "to_stored",
 ]
 
@@ -110,6 +112,60 @@ def to_stored(data: da.Array, groups: Sequence[Sequence[int]]) -> da.Array:
     merged = {i for g in groups if len(g) > 1 for i in g}
     data = data.rechunk({k: -1 for k, i in enumerate(order) if i in merged})
     return data.reshape(stored_shape(shape, groups))
+
+
+class StoredOrder:
+    """A stored array written in its image's axis order.
+
+    Each block is transposed in the task that writes it: a separate transpose
+    task per chunk is Dask overhead (about a millisecond) for a view.
+
+    Examples
+    --------
+    >>> out = np.zeros((3, 2))
+    >>> StoredOrder(out, [1, 0])[0:2, 1:3] = np.array([[1, 2], [3, 4]])
+    >>> out.tolist()
+    [[0.0, 0.0], [1.0, 3.0], [2.0, 4.0]]
+    """
+
+    def __init__(self, array: Any, order: Sequence[int]) -> None:
+        self.array, self.order = array, tuple(int(i) for i in order)
+        self.shape = tuple(array.shape[k] for k in np.argsort(self.order))
+        self.dtype, self.ndim = array.dtype, len(self.order)
+
+    def __setitem__(self, index: tuple[slice, ...], value: Any) -> None:
+        stored = tuple(index[i] for i in self.order)
+        self.array[stored] = value.transpose(self.order)
+
+
+def to_store(
+    data: da.Array, groups: Sequence[Sequence[int]], chunks: Any
+) -> tuple[da.Array, tuple[int, ...], list[int] | None]:
+    """What a store writes of an image: the voxels, the stored array's chunk
+    shape, and the axis order the writes transpose by (None: none).
+
+    Without merged axes the voxels stay in image order, chunked as the stored
+    array (`StoredOrder` transposes them as they are written); with them, they
+    are `to_stored`'s, rechunked.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> data, chunk, order = to_store(da.zeros((6, 4)), [[1], [0]], (2, 3))
+    >>> data.chunks, chunk, order
+    (((3, 3), (2, 2)), (2, 3), [1, 0])
+    """
+    merged = {k for k, g in enumerate(groups) if len(g) > 1}
+    order = [g[0] for g in groups]
+    if merged:
+        stored = to_stored(data, groups).rechunk(chunks)
+        stored = stored.rechunk(dict.fromkeys(merged, -1))
+        return stored, tuple(c[0] for c in stored.chunks), None
+    # The chunks the stored array would have, from a view never computed.
+    norm = data.transpose(order).rechunk(chunks).chunks
+    data = data.rechunk({i: norm[k] for k, i in enumerate(order)})
+    identity = order == sorted(order)
+    return data, tuple(c[0] for c in norm), None if identity else order
 
 
 def from_stored(

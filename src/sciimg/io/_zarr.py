@@ -46,13 +46,15 @@ from sciimg.io._atomic import remove, replace_path, temporary_sibling
 from sciimg.io._gradients import make_gtab
 from sciimg.io._image import Image
 from sciimg.io._ngff import (
+    StoredOrder,
     collection_attrs,
     from_stored,
     image_ome,
     plan_axes,
     series_attrs,
     stored_chunks,
-    to_stored,
+    stored_shape,
+    to_store,
 )
 from sciimg.io._registry import register_reader
 
@@ -165,23 +167,23 @@ class ZarrStoreWriter:
             raise ValueError(msg)
         attrs = _image_attrs(name, image)
         groups = attrs["sciimg"]["stored_axes"]
-        data = to_stored(image.data, groups)
+        shape = stored_shape(image.shape, groups)
+        dtype = image.data.dtype
         if chunks is None:
-            chunks = stored_chunks(data.shape, data.dtype, groups, self.chunk_memory)
-        data = data.rechunk(chunks)
-        data = data.rechunk({k: -1 for k, g in enumerate(groups) if len(g) > 1})
+            chunks = stored_chunks(shape, dtype, groups, self.chunk_memory)
+        data, chunk_shape, order = to_store(image.data, groups, chunks)
         group = self.root.create_group(name, attributes=attrs)
         target = group.create_array(
             "0",
-            shape=data.shape,
-            dtype=data.dtype,
-            chunks=tuple(c[0] for c in data.chunks),
+            shape=shape,
+            dtype=dtype,
+            chunks=chunk_shape,
             dimension_names=_dimension_names(attrs),
             fill_value=0,
         )
         if "ome" in attrs:
             self.series.append(name)
-        return data, target
+        return data, target if order is None else StoredOrder(target, order)
 
     def _list_series(self) -> None:
         self.root[SERIES_GROUP].attrs["ome"] = series_attrs(self.series)
