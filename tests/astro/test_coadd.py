@@ -262,3 +262,22 @@ def test_clipping_in_strips_equals_clipping_whole(monkeypatch):
     strips = {k: a.compute() for k, a in coadd(x, v, m).items()}
     for name, value in whole.items():
         np.testing.assert_array_equal(strips[name], value, err_msg=name)
+
+
+def test_coadd_patch_whole_planes_equal_the_blocks():
+    """Whole planes are the block chunks put together, blocks no exposure
+    covers included."""
+    import dask
+
+    sources, target = _three_visits()
+    shape = (200, 100)  # rows past the exposures' footprints: empty blocks
+    blocks = coadd_patch(sources, target, shape, chunks=32)
+    whole = coadd_patch(sources, target, shape, chunks=32, whole_planes=True)
+    assert whole["image"].chunks == ((200,), (100,))
+    got = {}
+    for name in ("image", "variance", "depth", "mask"):
+        a, got[name] = dask.compute(blocks[name], whole[name])
+        assert a.dtype == got[name].dtype, name
+        np.testing.assert_array_equal(a, got[name], err_msg=name)
+    assert not got["depth"][160:].any() and np.isnan(got["image"][160:]).all()
+    assert got["depth"].max() == 3

@@ -31,6 +31,7 @@ from sciimg.astro._patch_tasks import (
     _plane,
     _Reader,
     _warp_task,
+    _whole_plane,
 )
 from sciimg.astro._psf import target_psf_fwhm
 from sciimg.astro._warp import (
@@ -122,28 +123,37 @@ _PLANES = (
 )
 
 
-def _assemble(blocks: dict, grid, name: str, no_data: int) -> dict[str, Any]:
+def _assemble(
+    blocks: dict, grid, name: str, no_data: int, whole_planes: bool
+) -> dict[str, Any]:
     """The coadd's four planes as dask arrays, each chunk taken straight from its
-    block's task (no tasks in between that only pass or cast values)."""
+    block's task (no tasks in between that only pass or cast values), or each
+    plane one chunk made from all the blocks in one task."""
     import dask
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph
 
     done = [b for b in blocks.values() if b is not None]
-    token = dask.base.tokenize([b.key for b in done], grid, no_data)
+    token = dask.base.tokenize([b.key for b in done], grid, no_data, whole_planes)
+    keys = [None if b is None else b.key for _, b in sorted(blocks.items())]
     out = {}
     for k, (plane, dtype) in enumerate(_PLANES):
         key = f"{name}-{plane}-{token}"
-        layer = {}
-        for (i, j), block in blocks.items():
-            shape = (grid[0][i], grid[1][j])
-            layer[(key, i, j)] = (
-                (_empty, shape, k, dtype, no_data)
-                if block is None
-                else (_plane, block.key, k, dtype)
-            )
+        if whole_planes:
+            layer = {(key, 0, 0): (_whole_plane, keys, grid, k, dtype, no_data)}
+            chunks = ((sum(grid[0]),), (sum(grid[1]),))
+        else:
+            layer = {}
+            for (i, j), block in blocks.items():
+                shape = (grid[0][i], grid[1][j])
+                layer[(key, i, j)] = (
+                    (_empty, shape, k, dtype, no_data)
+                    if block is None
+                    else (_plane, block.key, k, dtype)
+                )
+            chunks = grid
         graph = HighLevelGraph.from_collections(key, layer, dependencies=done)
-        out[plane] = da.Array(graph, key, grid, dtype=dtype)
+        out[plane] = da.Array(graph, key, chunks, dtype=dtype)
     return out
 
 
@@ -163,6 +173,7 @@ def coadd_patch(
     scratch: str | Path | None = None,
     implementation: str = "fast",
     device: str = "cpu",
+    whole_planes: bool = False,
 ) -> dict[str, Any]:
     """Warp, PSF-match and co-add exposures onto one patch.
 
@@ -207,6 +218,10 @@ def coadd_patch(
         Where the warps are made: on ``"gpu"`` each warp task copies its
         exposure's input region to the GPU, warps it there and copies the warp
         back. The co-add blocks run on the host.
+    whole_planes : bool
+        Each plane as one chunk, put together from the blocks in one task,
+        rather than one chunk per block: for a caller that needs whole planes
+        (source detection), this spares a task per block and plane.
 
     Returns
     -------
@@ -305,4 +320,4 @@ def coadd_patch(
                 coadd_kw,
                 dask_key_name=f"{name}-{i}-{j}-{token}",
             )
-    return _assemble(blocks, grid, name, bits["no_data"])
+    return _assemble(blocks, grid, name, bits["no_data"], whole_planes)

@@ -182,3 +182,24 @@ def _plane(block: np.ndarray, k: int, dtype) -> np.ndarray:
 def _empty(shape, k: int, dtype, no_data: int) -> np.ndarray:
     fill = np.nan if k < 2 else (no_data if k == 3 else 0)
     return np.full(shape, fill, dtype=dtype)
+
+
+def _whole_plane(blocks: list, grid, k: int, dtype, no_data: int) -> np.ndarray:
+    """Plane ``k`` of the whole patch from its blocks (None: no exposure there),
+    row by row of the grid."""
+    out = np.empty((sum(grid[0]), sum(grid[1])), dtype=dtype)
+    it = iter(blocks)
+    y0 = 0
+    for ny in grid[0]:
+        x0 = 0
+        for nx in grid[1]:
+            block = next(it)
+            box = out[y0 : y0 + ny, x0 : x0 + nx]
+            if block is None:
+                box[...] = _empty((), k, dtype, no_data)
+            else:
+                box[...] = block[k]
+            x0 += nx
+        y0 += ny
+    return out
+

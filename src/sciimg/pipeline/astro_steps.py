@@ -255,6 +255,8 @@ def coadd_step(
         scratch=scratch,
         implementation=implementation,
         device=device,
+        # Detection reads whole planes; the store rechunks them as it needs.
+        whole_planes=True,
     )
 
 
