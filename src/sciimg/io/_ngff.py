@@ -133,6 +133,15 @@ class StoredOrder:
         self.shape = tuple(array.shape[k] for k in np.argsort(self.order))
         self.dtype, self.ndim = array.dtype, len(self.order)
 
+    def __dask_tokenize__(self) -> tuple:
+        # Dask names the writes after their target; without this it would
+        # tokenize the Zarr array by pickling it (a third of a store's setup).
+        from dask.base import tokenize
+
+        path = getattr(self.array, "store_path", None)
+        where = tokenize(self.array) if path is None else str(path)
+        return (type(self).__name__, where, self.shape, str(self.dtype), self.order)
+
     def __setitem__(self, index: tuple[slice, ...], value: Any) -> None:
         stored = tuple(index[i] for i in self.order)
         self.array[stored] = value.transpose(self.order)
@@ -142,7 +151,8 @@ def to_store(
     data: da.Array, groups: Sequence[Sequence[int]], chunks: Any
 ) -> tuple[da.Array, tuple[int, ...], list[int] | None]:
     """What a store writes of an image: the voxels, the stored array's chunk
-    shape, and the axis order the writes transpose by (None: none).
+    shape, and the axis order the writes transpose by (None: the voxels are
+    in stored order already).
 
     Without merged axes the voxels stay in image order, chunked as the stored
     array (`StoredOrder` transposes them as they are written); with them, they
@@ -161,11 +171,21 @@ def to_store(
         stored = to_stored(data, groups).rechunk(chunks)
         stored = stored.rechunk(dict.fromkeys(merged, -1))
         return stored, tuple(c[0] for c in stored.chunks), None
-    # The chunks the stored array would have, from a view never computed.
-    norm = data.transpose(order).rechunk(chunks).chunks
+    if _is_normal(chunks, len(order)):
+        norm = tuple(tuple(int(n) for n in c) for c in chunks)
+    else:  # the chunks the stored array would have, from a view never computed
+        norm = data.transpose(order).rechunk(chunks).chunks
     data = data.rechunk({i: norm[k] for k, i in enumerate(order)})
-    identity = order == sorted(order)
-    return data, tuple(c[0] for c in norm), None if identity else order
+    return data, tuple(c[0] for c in norm), order
+
+
+def _is_normal(chunks: Any, ndim: int) -> bool:
+    """Whether ``chunks`` are block sizes per axis already (as `stored_chunks`'s)."""
+    return (
+        isinstance(chunks, tuple)
+        and len(chunks) == ndim
+        and all(isinstance(c, tuple) and c for c in chunks)
+    )
 
 
 def from_stored(
