@@ -101,13 +101,20 @@ def keep_memory(mean_b0, *, share=0.87):
 
     def keep(block):
         if block.size:
+            import time
+
             import psutil
             from distributed import get_worker
 
             limit = get_worker().memory_manager.memory_limit
             need = int(share * limit) - psutil.Process().memory_info().rss
-            if need > 0:
-                _KEPT.append(np.ones(need // 8))
+            # Some even when the worker is above the share for a moment (data
+            # on its way out): keeping none, it would resume once that is gone.
+            need = max(need, limit // 10)
+            _KEPT.append(np.ones(need // 8))
+            # Long enough for the worker's memory monitor (every 0.1 s) to pause
+            # it before the task ends: else the item's writes may run first.
+            time.sleep(0.5)
         return block
 
     return mean_b0.map_blocks(keep, dtype=mean_b0.dtype)
