@@ -202,4 +202,3 @@ def _whole_plane(blocks: list, grid, k: int, dtype, no_data: int) -> np.ndarray:
             x0 += nx
         y0 += ny
     return out
-
