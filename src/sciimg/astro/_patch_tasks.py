@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sciimg import kernels
-from sciimg.astro._warp import _header_wcs, _margin, input_box
+from sciimg.astro._warp import _header_wcs, _margin, _starts, input_box
 
 
 @dataclass
@@ -188,17 +188,11 @@ def _whole_plane(blocks: list, grid, k: int, dtype, no_data: int) -> np.ndarray:
     """Plane ``k`` of the whole patch from its blocks (None: no exposure there),
     row by row of the grid."""
     out = np.empty((sum(grid[0]), sum(grid[1])), dtype=dtype)
-    it = iter(blocks)
-    y0 = 0
-    for ny in grid[0]:
-        x0 = 0
-        for nx in grid[1]:
-            block = next(it)
-            box = out[y0 : y0 + ny, x0 : x0 + nx]
-            if block is None:
-                box[...] = _empty((), k, dtype, no_data)
-            else:
-                box[...] = block[k]
-            x0 += nx
-        y0 += ny
+    boxes = [
+        (slice(y0, y0 + ny), slice(x0, x0 + nx))
+        for y0, ny in zip(_starts(grid[0]), grid[0], strict=True)
+        for x0, nx in zip(_starts(grid[1]), grid[1], strict=True)
+    ]
+    for box, block in zip(boxes, blocks, strict=True):
+        out[box] = _empty((), k, dtype, no_data) if block is None else block[k]
     return out

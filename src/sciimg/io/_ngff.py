@@ -165,11 +165,10 @@ def to_store(
     >>> data.chunks, chunk, order
     (((3, 3), (2, 2)), (2, 3), [1, 0])
     """
-    merged = {k for k, g in enumerate(groups) if len(g) > 1}
     order = [g[0] for g in groups]
-    if merged:
+    if _merged(groups):
         stored = to_stored(data, groups).rechunk(chunks)
-        stored = stored.rechunk(dict.fromkeys(merged, -1))
+        stored = stored.rechunk(dict.fromkeys(_merged(groups), -1))
         return stored, tuple(c[0] for c in stored.chunks), None
     if _is_normal(chunks, len(order)):
         norm = tuple(tuple(int(n) for n in c) for c in chunks)
